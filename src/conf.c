@@ -1,0 +1,944 @@
+/*
+ * conf.c -- the libconfuse schema, turned into plain structs.
+ *
+ * One table (conf_directives) names every directive, where its value goes
+ * and how it is checked; the libconfuse schema, the checks, the conversion
+ * and -T's printout are all derived from it.  Values reach libconfuse as
+ * strings so that every message is ours and carries FILE:LINE: each check
+ * runs from a libconfuse validate callback, while the parser still knows
+ * the file and line.
+ *
+ * Taboos: cfg_t never leaves this file; nothing here binds, forks or logs
+ * (errors go to the FILE the caller gives).
+ */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <glob.h>
+#include <grp.h>
+#include <limits.h>
+#include <pwd.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <confuse.h>
+
+#include "fpmd.h"
+
+/* Exported by libconfuse, but missing from its header. */
+extern int cfg_lexer_include(cfg_t *, const char *);
+
+enum dtype {
+	D_STR,		/* char * */
+	D_PATH,		/* char *, relative to the prefix */
+	D_INT,		/* int in [min, max] */
+	D_LONG,		/* long in [min, max] */
+	D_BOOL,		/* bool */
+	D_DURATION,	/* int64_t milliseconds */
+	D_SIZE,		/* uint64_t bytes, in [min, max] */
+	D_MODE,		/* unsigned int, octal */
+	D_LOGLEVEL,	/* int, a syslog priority */
+	D_PM,		/* enum pm_style */
+	D_LIST,		/* a list of strings */
+	D_KV		/* a free-form { key = value } section */
+};
+
+enum dscope {
+	GLOBAL,
+	POOL
+};
+
+/* A directive refused with "not supported yet" until its issue lands. */
+#define UNSUPPORTED	1
+
+struct directive {
+	const char	*name;
+	enum dscope	 scope;
+	enum dtype	 type;
+	size_t		 offset;	/* into fpmd_conf or pool_conf */
+	size_t		 count_offset;	/* D_KV: the size_t count */
+	const char	*def;		/* default, as it would be written */
+	long		 min;
+	long		 max;
+	int		 flags;
+};
+
+#define G(f)	offsetof(struct fpmd_conf, f)
+#define P(f)	offsetof(struct pool_conf, f)
+#define NOOFF	((size_t)-1)
+
+static const struct directive conf_directives[] = {
+	/* Global. */
+	{ "pid", GLOBAL, D_PATH, G(pid_file), 0, "", 0, 0, 0 },
+	{ "error_log", GLOBAL, D_PATH, G(error_log), 0, "stderr", 0, 0, 0 },
+	{ "log_level", GLOBAL, D_LOGLEVEL, G(log_level), 0, "notice", 0, 0, 0 },
+	{ "log_limit", GLOBAL, D_SIZE, NOOFF, 0, "8192", 0, 0, UNSUPPORTED },
+	{ "syslog.facility", GLOBAL, D_STR, NOOFF, 0, "daemon", 0, 0,
+	    UNSUPPORTED },
+	{ "syslog.ident", GLOBAL, D_STR, NOOFF, 0, "fpmd", 0, 0, UNSUPPORTED },
+	{ "emergency_restart_threshold", GLOBAL, D_LONG, NOOFF, 0, "0", 0,
+	    0, UNSUPPORTED },
+	{ "emergency_restart_interval", GLOBAL, D_DURATION, NOOFF, 0, "0", 0,
+	    0, UNSUPPORTED },
+	{ "process_control_timeout", GLOBAL, D_DURATION,
+	    G(process_control_timeout_ms), 0, "10s", 0, 0, 0 },
+	{ "process.max", GLOBAL, D_LONG, NOOFF, 0, "0", 0, 0, UNSUPPORTED },
+	{ "daemonize", GLOBAL, D_BOOL, G(daemonize), 0, "no", 0, 0, 0 },
+	{ "rlimit_files", GLOBAL, D_LONG, G(rlimit_files), 0, "0", 0,
+	    INT_MAX, 0 },
+	{ "rlimit_core", GLOBAL, D_LONG, G(rlimit_core), 0, "0", -1,
+	    LONG_MAX, 0 },
+	{ "systemd_interval", GLOBAL, D_DURATION, NOOFF, 0, "10s", 0, 0,
+	    UNSUPPORTED },
+	{ "control.listen", GLOBAL, D_PATH, NOOFF, 0, "", 0, 0, UNSUPPORTED },
+
+	/* Pool. */
+	{ "listen", POOL, D_STR, P(listen), 0, NULL, 0, 0, 0 },
+	{ "listen.backlog", POOL, D_INT, P(backlog), 0, "511", 1, 65535, 0 },
+	{ "listen.owner", POOL, D_STR, P(listen_owner), 0, "", 0, 0, 0 },
+	{ "listen.group", POOL, D_STR, P(listen_group), 0, "", 0, 0, 0 },
+	{ "listen.mode", POOL, D_MODE, P(listen_mode), 0, "0660", 0, 0, 0 },
+	{ "listen.allowed_clients", POOL, D_LIST, NOOFF, 0, NULL, 0, 0,
+	    UNSUPPORTED },
+	{ "listen.acl_users", POOL, D_LIST, NOOFF, 0, NULL, 0, 0,
+	    UNSUPPORTED },
+	{ "listen.acl_groups", POOL, D_LIST, NOOFF, 0, NULL, 0, 0,
+	    UNSUPPORTED },
+	{ "user", POOL, D_STR, P(user), 0, "", 0, 0, 0 },
+	{ "group", POOL, D_STR, P(group), 0, "", 0, 0, 0 },
+	{ "chroot", POOL, D_STR, P(chroot), 0, "", 0, 0, 0 },
+	{ "chdir", POOL, D_STR, P(chdir), 0, "/", 0, 0, 0 },
+	{ "pm", POOL, D_PM, P(pm), 0, "static", 0, 0, 0 },
+	{ "pm.max_children", POOL, D_INT, P(max_children), 0, "5", 1, 65535,
+	    0 },
+	{ "pm.start_servers", POOL, D_INT, P(start_servers), 0, "0", 0,
+	    65535, 0 },
+	{ "pm.min_spare_servers", POOL, D_INT, P(min_spare_servers), 0, "0",
+	    0, 65535, 0 },
+	{ "pm.max_spare_servers", POOL, D_INT, P(max_spare_servers), 0, "0",
+	    0, 65535, 0 },
+	{ "pm.max_spawn_rate", POOL, D_INT, P(max_spawn_rate), 0, "32", 1,
+	    65535, 0 },
+	{ "pm.process_idle_timeout", POOL, D_DURATION,
+	    P(process_idle_timeout_ms), 0, "10s", 0, 0, 0 },
+	{ "pm.max_requests", POOL, D_LONG, P(max_requests), 0, "0", 0,
+	    LONG_MAX / 2, 0 },
+	{ "pm.max_requests_jitter", POOL, D_LONG, P(max_requests_jitter), 0,
+	    "0", 0, LONG_MAX / 2, 0 },
+	{ "pm.status_path", POOL, D_STR, NOOFF, 0, "", 0, 0, UNSUPPORTED },
+	{ "pm.status_listen", POOL, D_STR, NOOFF, 0, "", 0, 0, UNSUPPORTED },
+	{ "ping.path", POOL, D_STR, NOOFF, 0, "", 0, 0, UNSUPPORTED },
+	{ "ping.response", POOL, D_STR, NOOFF, 0, "pong", 0, 0, UNSUPPORTED },
+	{ "access.log", POOL, D_PATH, NOOFF, 0, "", 0, 0, UNSUPPORTED },
+	{ "access.format", POOL, D_STR, NOOFF, 0, "", 0, 0, UNSUPPORTED },
+	{ "slowlog", POOL, D_PATH, NOOFF, 0, "", 0, 0, UNSUPPORTED },
+	{ "request_slowlog_timeout", POOL, D_DURATION, NOOFF, 0, "0", 0, 0,
+	    UNSUPPORTED },
+	{ "request_terminate_timeout", POOL, D_DURATION, NOOFF, 0, "0", 0, 0,
+	    UNSUPPORTED },
+	{ "request_terminate_timeout_track_finished", POOL, D_BOOL, NOOFF, 0,
+	    "no", 0, 0, UNSUPPORTED },
+	{ "rlimit_files", POOL, D_LONG, P(rlimit_files), 0, "0", 0, INT_MAX,
+	    0 },
+	{ "rlimit_core", POOL, D_LONG, P(rlimit_core), 0, "0", -1, LONG_MAX,
+	    0 },
+	{ "process.priority", POOL, D_INT, P(priority), 0, "", -19, 20, 0 },
+	{ "process.dumpable", POOL, D_BOOL, P(dumpable), 0, "no", 0, 0, 0 },
+	{ "catch_workers_output", POOL, D_BOOL, NOOFF, 0, "no", 0, 0,
+	    UNSUPPORTED },
+	{ "decorate_workers_output", POOL, D_BOOL, NOOFF, 0, "yes", 0, 0,
+	    UNSUPPORTED },
+	{ "clear_env", POOL, D_BOOL, P(clear_env), 0, "yes", 0, 0, 0 },
+	{ "env", POOL, D_KV, P(env), P(nenv), NULL, 0, 0, 0 },
+	{ "fastcgi.max_params_size", POOL, D_SIZE, P(max_params_size), 0,
+	    "1M", 1024, 1L << 30, 0 },
+	{ "fastcgi.read_timeout", POOL, D_DURATION, P(read_timeout_ms), 0,
+	    "30s", 0, 0, 0 },
+	{ "fastcgi.keepalive_timeout", POOL, D_DURATION,
+	    P(keepalive_timeout_ms), 0, "60s", 0, 0, 0 },
+	{ "fastcgi.linger_timeout", POOL, D_DURATION, P(linger_timeout_ms), 0,
+	    "5s", 0, 0, 0 },
+	{ "handler", POOL, D_STR, P(handler), 0, "echo", 0, 0, 0 },
+	{ "handler.options", POOL, D_KV, P(handler_options),
+	    P(nhandler_options), NULL, 0, 0, 0 },
+};
+#define NDIRECTIVES	(sizeof(conf_directives) / sizeof(conf_directives[0]))
+
+/* Where each option was set, so that later checks can name FILE:LINE. */
+struct loc {
+	const cfg_opt_t	*opt;
+	char		*file;
+	int		 line;
+};
+
+/* The state of one conf_load(); libconfuse callbacks take no user data. */
+static struct {
+	FILE		*errs;
+	int		 nerrors;
+	struct loc	*locs;
+	size_t		 nlocs;
+	const char	*file;		/* the main file, for errors after parse */
+} cp;
+
+static void conf_err(const char *file, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void
+conf_err(const char *file, int line, const char *fmt, ...)
+{
+	va_list	 ap;
+
+	fprintf(cp.errs, "%s:%d: ", file != NULL ? file : cp.file, line);
+	va_start(ap, fmt);
+	vfprintf(cp.errs, fmt, ap);
+	va_end(ap);
+	fputc('\n', cp.errs);
+	cp.nerrors++;
+}
+
+static void
+conf_cfg_error(cfg_t *cfg, const char *fmt, va_list ap)
+{
+	char	 msg[1024];
+
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	/*
+	 * libconfuse 3.3 reports the keys of a free-form (CFGF_KEYSTRVAL)
+	 * section as unknown although it accepts them.
+	 */
+	if ((cfg->flags & CFGF_KEYSTRVAL) &&
+	    strncmp(msg, "no such option", 14) == 0)
+		return;
+	conf_err(cfg->filename, cfg->line, "%s", msg);
+}
+
+static const struct directive *
+conf_directive(const char *name, enum dscope scope)
+{
+	size_t	 i;
+
+	for (i = 0; i < NDIRECTIVES; i++)
+		if (conf_directives[i].scope == scope &&
+		    strcmp(conf_directives[i].name, name) == 0)
+			return &conf_directives[i];
+	return NULL;
+}
+
+static const struct loc *
+conf_loc(const cfg_opt_t *opt)
+{
+	size_t	 i;
+
+	for (i = cp.nlocs; i-- > 0;)
+		if (cp.locs[i].opt == opt)
+			return &cp.locs[i];
+	return NULL;
+}
+
+static void
+conf_loc_add(const cfg_opt_t *opt, const char *file, int line)
+{
+	struct loc	*l;
+
+	l = reallocarray(cp.locs, cp.nlocs + 1, sizeof(*l));
+	if (l == NULL)
+		return;
+	cp.locs = l;
+	l[cp.nlocs].opt = opt;
+	l[cp.nlocs].file = strdup(file != NULL ? file : cp.file);
+	l[cp.nlocs].line = line;
+	cp.nlocs++;
+}
+
+static int
+conf_parse_bool(const char *s, bool *out)
+{
+	static const char *const yes[] = { "yes", "true", "on", "1" };
+	static const char *const no[] = { "no", "false", "off", "0" };
+	size_t	 i;
+
+	for (i = 0; i < 4; i++) {
+		if (strcasecmp(s, yes[i]) == 0) {
+			*out = true;
+			return 0;
+		}
+		if (strcasecmp(s, no[i]) == 0) {
+			*out = false;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+static int
+conf_parse_pm(const char *s, enum pm_style *out)
+{
+	if (strcmp(s, "static") == 0)
+		*out = PM_STATIC;
+	else if (strcmp(s, "dynamic") == 0)
+		*out = PM_DYNAMIC;
+	else if (strcmp(s, "ondemand") == 0)
+		*out = PM_ONDEMAND;
+	else
+		return -1;
+	return 0;
+}
+
+const char *
+pm_style_name(enum pm_style pm)
+{
+	switch (pm) {
+	case PM_STATIC:
+		return "static";
+	case PM_DYNAMIC:
+		return "dynamic";
+	case PM_ONDEMAND:
+		return "ondemand";
+	}
+	return "?";
+}
+
+/*
+ * Checks the string S against directive D and, when DST is not NULL,
+ * stores the value there.  Returns NULL or a message saying what is wrong.
+ */
+static const char *
+conf_value(const struct directive *d, const char *s, void *dst, char *buf,
+    size_t buflen)
+{
+	long		 l;
+	int64_t		 ms;
+	uint64_t	 sz;
+	bool		 b;
+	int		 lvl;
+	enum pm_style	 pm;
+	char		*end;
+	unsigned long	 mode;
+
+	switch (d->type) {
+	case D_STR:
+	case D_PATH:
+		if (dst != NULL)
+			*(char **)dst = *s == '\0' ? NULL : strdup(s);
+		return NULL;
+	case D_INT:
+	case D_LONG:
+		if (*s == '\0' && d->def != NULL && *d->def == '\0') {
+			if (dst != NULL && d->type == D_INT)
+				*(int *)dst = INT_MIN;
+			return NULL;
+		}
+		if (parse_long(s, d->min, d->max, &l) == -1) {
+			snprintf(buf, buflen, "expected an integer from %ld to "
+			    "%ld, got \"%s\"", d->min, d->max, s);
+			return buf;
+		}
+		if (dst != NULL && d->type == D_INT)
+			*(int *)dst = (int)l;
+		else if (dst != NULL)
+			*(long *)dst = l;
+		return NULL;
+	case D_BOOL:
+		if (conf_parse_bool(s, &b) == -1) {
+			snprintf(buf, buflen, "expected yes or no, got \"%s\"",
+			    s);
+			return buf;
+		}
+		if (dst != NULL)
+			*(bool *)dst = b;
+		return NULL;
+	case D_DURATION:
+		if (parse_duration_ms(s, &ms) == -1) {
+			snprintf(buf, buflen, "expected a duration (a number "
+			    "of seconds, or with a suffix s, m, h, d), got "
+			    "\"%s\"", s);
+			return buf;
+		}
+		if (dst != NULL)
+			*(int64_t *)dst = ms;
+		return NULL;
+	case D_SIZE:
+		if (parse_size(s, &sz) == -1 ||
+		    (d->max > 0 && (sz < (uint64_t)d->min ||
+		    sz > (uint64_t)d->max))) {
+			snprintf(buf, buflen, "expected a size (bytes, or with "
+			    "a suffix K, M, G)%s, got \"%s\"",
+			    d->max > 0 ? " from 1K to 1G" : "", s);
+			return buf;
+		}
+		if (dst != NULL)
+			*(uint64_t *)dst = sz;
+		return NULL;
+	case D_MODE:
+		errno = 0;
+		mode = strtoul(s, &end, 8);
+		if (*s == '\0' || *end != '\0' || errno != 0 || mode > 0777) {
+			snprintf(buf, buflen, "expected an octal mode such as "
+			    "0660, got \"%s\"", s);
+			return buf;
+		}
+		if (dst != NULL)
+			*(unsigned int *)dst = (unsigned int)mode;
+		return NULL;
+	case D_LOGLEVEL:
+		if (log_level_parse(s, &lvl) == -1) {
+			snprintf(buf, buflen, "expected debug, notice, warning, "
+			    "error or alert, got \"%s\"", s);
+			return buf;
+		}
+		if (dst != NULL)
+			*(int *)dst = lvl;
+		return NULL;
+	case D_PM:
+		if (conf_parse_pm(s, &pm) == -1) {
+			snprintf(buf, buflen, "expected static, dynamic or "
+			    "ondemand, got \"%s\"", s);
+			return buf;
+		}
+		if (pm != PM_STATIC) {
+			snprintf(buf, buflen, "pm = %s is not supported yet "
+			    "(only static)", s);
+			return buf;
+		}
+		if (dst != NULL)
+			*(enum pm_style *)dst = pm;
+		return NULL;
+	case D_LIST:
+	case D_KV:
+		return NULL;
+	}
+	return "internal error: unknown directive type";
+}
+
+/* The libconfuse validate callback of every directive. */
+static int
+conf_validate(cfg_t *cfg, cfg_opt_t *opt)
+{
+	const struct directive	*d;
+	const char		*msg;
+	char			 buf[512];
+
+	d = conf_directive(opt->name, strcmp(cfg->name, "pool") == 0 ?
+	    POOL : GLOBAL);
+	if (d == NULL)
+		return 0;
+	conf_loc_add(opt, cfg->filename, cfg->line);
+	if (d->flags & UNSUPPORTED) {
+		conf_err(cfg->filename, cfg->line, "%s: not supported yet",
+		    d->name);
+		return 0;
+	}
+	if (d->type == D_LIST || d->type == D_KV)
+		return 0;
+	msg = conf_value(d, cfg_opt_getnstr(opt, 0), NULL, buf, sizeof(buf));
+	if (msg != NULL)
+		conf_err(cfg->filename, cfg->line, "%s: %s", d->name, msg);
+	/* Keep parsing: report every error, not only the first. */
+	return 0;
+}
+
+/* include("glob"): every match, in order, relative to the including file. */
+static int
+conf_include(cfg_t *cfg, cfg_opt_t *opt, int argc, const char **argv)
+{
+	char	 pattern[PATH_MAX];
+	char	*slash;
+	glob_t	 g;
+	size_t	 i;
+	int	 rc;
+
+	if (argc != 1) {
+		cfg_error(cfg, "include: expected one file name or pattern");
+		return 1;
+	}
+	if (argv[0][0] == '/' || cfg->filename == NULL ||
+	    (slash = strrchr(cfg->filename, '/')) == NULL)
+		snprintf(pattern, sizeof(pattern), "%s", argv[0]);
+	else
+		snprintf(pattern, sizeof(pattern), "%.*s/%s",
+		    (int)(slash - cfg->filename), cfg->filename, argv[0]);
+	rc = glob(pattern, GLOB_ERR, NULL, &g);
+	if (rc == GLOB_NOMATCH) {
+		/* An empty pool.d/ is fine; a missing single file is not. */
+		if (strpbrk(argv[0], "*?[") == NULL) {
+			cfg_error(cfg, "include: %s: no such file", pattern);
+			return 1;
+		}
+		return 0;
+	}
+	if (rc != 0) {
+		cfg_error(cfg, "include: %s: cannot read", pattern);
+		return 1;
+	}
+	/* libconfuse stacks includes: push the last match first. */
+	for (i = g.gl_pathc; i-- > 0;)
+		if (cfg_lexer_include(cfg, g.gl_pathv[i]) != 0) {
+			globfree(&g);
+			return 1;
+		}
+	globfree(&g);
+	return 0;
+}
+
+/* Builds the libconfuse option array for SCOPE (allocated). */
+static cfg_opt_t *
+conf_schema(enum dscope scope, cfg_opt_t *pool_opts)
+{
+	static cfg_opt_t	 kv_opts[] = { CFG_END() };
+	cfg_opt_t		*opts, *o;
+	size_t			 i, n = 0;
+
+	opts = calloc(NDIRECTIVES + 3, sizeof(*opts));
+	if (opts == NULL)
+		return NULL;
+	for (i = 0; i < NDIRECTIVES; i++) {
+		const struct directive	*d = &conf_directives[i];
+
+		if (d->scope != scope)
+			continue;
+		o = &opts[n++];
+		if (d->type == D_KV) {
+			cfg_opt_t sec = CFG_SEC(d->name, kv_opts,
+			    CFGF_KEYSTRVAL);
+			*o = sec;
+		} else if (d->type == D_LIST) {
+			cfg_opt_t lst = CFG_STR_LIST(d->name, NULL,
+			    CFGF_NODEFAULT);
+			*o = lst;
+		} else {
+			cfg_opt_t str = CFG_STR(d->name, NULL,
+			    CFGF_NODEFAULT);
+			*o = str;
+		}
+		o->validcb = conf_validate;
+	}
+	if (scope == GLOBAL) {
+		cfg_opt_t inc = CFG_FUNC("include", conf_include);
+		cfg_opt_t pool = CFG_SEC("pool", pool_opts,
+		    CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES);
+
+		opts[n++] = inc;
+		opts[n++] = pool;
+	}
+	{
+		cfg_opt_t end = CFG_END();
+
+		opts[n] = end;
+	}
+	return opts;
+}
+
+/* Joins a relative PATH to PREFIX; returns an allocated string. */
+static char *
+conf_path(const char *prefix, const char *path)
+{
+	char	*out;
+
+	if (path == NULL)
+		return NULL;
+	if (path[0] == '/' || prefix == NULL || strcmp(path, "stderr") == 0) {
+		out = strdup(path);
+	} else if (asprintf(&out, "%s/%s", prefix, path) == -1)
+		out = NULL;
+	return out;
+}
+
+/* Fills BASE (a fpmd_conf or pool_conf) from section SEC for SCOPE. */
+static void
+conf_fill(cfg_t *sec, enum dscope scope, void *base, const char *prefix)
+{
+	size_t	 i, j, n;
+	char	 buf[512];
+
+	for (i = 0; i < NDIRECTIVES; i++) {
+		const struct directive	*d = &conf_directives[i];
+		cfg_opt_t		*opt;
+		const char		*s;
+		void			*dst;
+
+		if (d->scope != scope || d->offset == NOOFF)
+			continue;
+		dst = (char *)base + d->offset;
+		opt = cfg_getopt(sec, d->name);
+		if (d->type == D_KV) {
+			cfg_t		*kv = cfg_getsec(sec, d->name);
+			struct kv	*arr = NULL;
+
+			n = 0;
+			for (j = 0; kv != NULL && kv->opts[j].name != NULL; j++)
+				n++;
+			if (n > 0)
+				arr = calloc(n, sizeof(*arr));
+			for (j = 0; arr != NULL && j < n; j++) {
+				arr[j].key = strdup(kv->opts[j].name);
+				arr[j].value = strdup(cfg_opt_getnstr(
+				    &kv->opts[j], 0));
+			}
+			*(struct kv **)dst = arr;
+			*(size_t *)((char *)base + d->count_offset) =
+			    arr != NULL ? n : 0;
+			continue;
+		}
+		s = opt != NULL && opt->nvalues > 0 ?
+		    cfg_opt_getnstr(opt, 0) : d->def;
+		if (s == NULL) {
+			*(char **)dst = NULL;
+			continue;
+		}
+		(void)conf_value(d, s, dst, buf, sizeof(buf));
+		if (d->type == D_PATH && *(char **)dst != NULL) {
+			char	*p = conf_path(prefix, *(char **)dst);
+
+			free(*(char **)dst);
+			*(char **)dst = p;
+		}
+	}
+}
+
+/* FILE:LINE of option NAME in SEC, or of the section itself. */
+static void
+conf_where(cfg_t *sec, const char *name, const char **file, int *line)
+{
+	const struct loc	*l = NULL;
+
+	if (name != NULL)
+		l = conf_loc(cfg_getopt(sec, name));
+	if (l != NULL) {
+		*file = l->file;
+		*line = l->line;
+	} else {
+		*file = sec->filename;
+		*line = sec->line;
+	}
+}
+
+#define POOL_ERR(sec, opt, ...) do {					\
+	const char	*f_;						\
+	int		 l_;						\
+									\
+	conf_where((sec), (opt), &f_, &l_);				\
+	conf_err(f_, l_, __VA_ARGS__);					\
+} while (0)
+
+static void
+conf_check_pool(cfg_t *sec, struct pool_conf *pc, const char *prefix,
+    bool allow_root)
+{
+	struct passwd	*pw;
+	struct group	*gr;
+	char		 err[256];
+	bool		 root = geteuid() == 0;
+
+	if (pc->listen == NULL) {
+		POOL_ERR(sec, NULL, "pool %s: listen is required", pc->name);
+	} else {
+		char	*spec = pc->listen;
+
+		/* A relative socket path is relative to the prefix. */
+		if (strchr(spec, ':') == NULL && spec[0] != '/' &&
+		    strspn(spec, "0123456789") != strlen(spec))
+			spec = conf_path(prefix, pc->listen);
+		if (sock_addr_parse(spec, &pc->addr, err, sizeof(err)) == -1)
+			POOL_ERR(sec, "listen", "listen: %s", err);
+		if (spec != pc->listen) {
+			free(pc->listen);
+			pc->listen = spec;
+		}
+	}
+
+	pc->uid = (uid_t)-1;
+	pc->gid = (gid_t)-1;
+	if (pc->user != NULL) {
+		if ((pw = getpwnam(pc->user)) == NULL) {
+			POOL_ERR(sec, "user", "user: no such user \"%s\"",
+			    pc->user);
+		} else {
+			pc->uid = pw->pw_uid;
+			pc->gid = pw->pw_gid;
+		}
+	}
+	if (pc->group != NULL) {
+		if ((gr = getgrnam(pc->group)) == NULL)
+			POOL_ERR(sec, "group", "group: no such group \"%s\"",
+			    pc->group);
+		else
+			pc->gid = gr->gr_gid;
+	}
+	if (root && pc->user == NULL)
+		POOL_ERR(sec, NULL, "pool %s: user is required when fpmd runs "
+		    "as root", pc->name);
+	if (root && pc->uid == 0 && !allow_root)
+		POOL_ERR(sec, "user", "pool %s: running workers as root is "
+		    "refused; start fpmd with -R to allow it", pc->name);
+
+	pc->listen_uid = pc->uid;
+	pc->listen_gid = pc->gid;
+	if (pc->listen_owner != NULL) {
+		if ((pw = getpwnam(pc->listen_owner)) == NULL)
+			POOL_ERR(sec, "listen.owner", "listen.owner: no such "
+			    "user \"%s\"", pc->listen_owner);
+		else
+			pc->listen_uid = pw->pw_uid;
+	}
+	if (pc->listen_group != NULL) {
+		if ((gr = getgrnam(pc->listen_group)) == NULL)
+			POOL_ERR(sec, "listen.group", "listen.group: no such "
+			    "group \"%s\"", pc->listen_group);
+		else
+			pc->listen_gid = gr->gr_gid;
+	}
+
+	if (pc->handler != NULL &&
+	    handler_find(pc->handler, err, sizeof(err)) == NULL)
+		POOL_ERR(sec, "handler", "handler: %s", err);
+	else if (pc->handler != NULL) {
+		const struct fpmd_handler	*h;
+		struct fpmd_pool		 hp = { .conf = pc };
+
+		h = handler_find(pc->handler, err, sizeof(err));
+		if (h->check_options != NULL &&
+		    h->check_options(&handler_host, &hp, err,
+		    sizeof(err)) == -1)
+			POOL_ERR(sec, "handler.options", "handler.options: %s",
+			    err);
+	}
+	if (pc->max_requests_jitter > 0 && pc->max_requests == 0)
+		POOL_ERR(sec, "pm.max_requests_jitter",
+		    "pm.max_requests_jitter needs pm.max_requests");
+}
+
+static struct fpmd_conf *
+conf_build(cfg_t *cfg, const char *file, const char *prefix, bool allow_root)
+{
+	struct fpmd_conf	*c;
+	size_t			 i, j;
+
+	if ((c = calloc(1, sizeof(*c))) == NULL)
+		return NULL;
+	c->file = strdup(file);
+	c->prefix = strdup(prefix);
+	conf_fill(cfg, GLOBAL, c, prefix);
+	if (c->error_log == NULL)
+		c->error_log = strdup("stderr");
+
+	c->npools = cfg_size(cfg, "pool");
+	if (c->npools == 0)
+		conf_err(file, 1, "no pool is defined");
+	c->pools = calloc(c->npools ? c->npools : 1, sizeof(*c->pools));
+	if (c->pools == NULL) {
+		conf_free(c);
+		return NULL;
+	}
+	for (i = 0; i < c->npools; i++) {
+		cfg_t			*sec = cfg_getnsec(cfg, "pool", i);
+		struct pool_conf	*pc = &c->pools[i];
+
+		pc->name = strdup(cfg_title(sec));
+		pc->file = strdup(sec->filename);
+		pc->line = sec->line;
+		conf_fill(sec, POOL, pc, prefix);
+		conf_check_pool(sec, pc, prefix, allow_root);
+		for (j = 0; j < i; j++) {
+			if (c->pools[j].listen != NULL && pc->listen != NULL &&
+			    sock_addr_equal(&c->pools[j].addr, &pc->addr))
+				POOL_ERR(sec, "listen", "listen: pool %s and "
+				    "pool %s both listen on %s",
+				    c->pools[j].name, pc->name, pc->addr.text);
+		}
+	}
+	return c;
+}
+
+struct fpmd_conf *
+conf_load(const char *file, const char *prefix, bool allow_root, FILE *errs)
+{
+	cfg_opt_t		*pool_opts = NULL, *opts = NULL;
+	cfg_t			*cfg = NULL;
+	struct fpmd_conf	*c = NULL;
+	char			*dir = NULL, *slash;
+	size_t			 i;
+
+	memset(&cp, 0, sizeof(cp));
+	cp.errs = errs;
+	cp.file = file;
+
+	if (access(file, R_OK) == -1) {
+		conf_err(file, 0, "cannot read the configuration: %s",
+		    strerror(errno));
+		goto done;
+	}
+	if (prefix == NULL) {
+		if ((dir = realpath(file, NULL)) == NULL)
+			goto done;
+		slash = strrchr(dir, '/');
+		if (slash == dir)
+			slash[1] = '\0';
+		else
+			*slash = '\0';
+		prefix = dir;
+	}
+	if ((pool_opts = conf_schema(POOL, NULL)) == NULL ||
+	    (opts = conf_schema(GLOBAL, pool_opts)) == NULL)
+		goto done;
+	cfg = cfg_init(opts, CFGF_NONE);
+	cfg_set_error_function(cfg, conf_cfg_error);
+	if (cfg_parse(cfg, file) != CFG_SUCCESS && cp.nerrors == 0)
+		conf_err(file, 0, "cannot parse the configuration");
+	if (cp.nerrors > 0)
+		goto done;
+	c = conf_build(cfg, file, prefix, allow_root);
+	if (c != NULL && cp.nerrors > 0) {
+		conf_free(c);
+		c = NULL;
+	}
+done:
+	if (cfg != NULL)
+		cfg_free(cfg);
+	free(opts);
+	free(pool_opts);
+	for (i = 0; i < cp.nlocs; i++)
+		free(cp.locs[i].file);
+	free(cp.locs);
+	free(dir);
+	memset(&cp, 0, sizeof(cp));
+	return c;
+}
+
+static void
+conf_free_kv(struct kv *kv, size_t n)
+{
+	size_t	 i;
+
+	for (i = 0; i < n; i++) {
+		free(kv[i].key);
+		free(kv[i].value);
+	}
+	free(kv);
+}
+
+void
+conf_free(struct fpmd_conf *c)
+{
+	size_t	 i, j;
+
+	if (c == NULL)
+		return;
+	for (i = 0; i < c->npools; i++) {
+		struct pool_conf	*pc = &c->pools[i];
+
+		free(pc->name);
+		free(pc->file);
+		for (j = 0; j < NDIRECTIVES; j++) {
+			const struct directive	*d = &conf_directives[j];
+
+			if (d->scope != POOL || d->offset == NOOFF)
+				continue;
+			if (d->type == D_STR || d->type == D_PATH)
+				free(*(char **)((char *)pc + d->offset));
+		}
+		conf_free_kv(pc->env, pc->nenv);
+		conf_free_kv(pc->handler_options, pc->nhandler_options);
+	}
+	free(c->pools);
+	free(c->file);
+	free(c->prefix);
+	free(c->pid_file);
+	free(c->error_log);
+	free(c);
+}
+
+static void
+conf_print_ms(FILE *fp, int64_t ms)
+{
+	if (ms % 1000 == 0)
+		fprintf(fp, "%llds", (long long)(ms / 1000));
+	else
+		fprintf(fp, "%lldms", (long long)ms);
+}
+
+/* Prints the directives of SCOPE from BASE with INDENT. */
+static void
+conf_print_scope(FILE *fp, enum dscope scope, const void *base,
+    const char *indent)
+{
+	size_t	 i, j;
+
+	for (i = 0; i < NDIRECTIVES; i++) {
+		const struct directive	*d = &conf_directives[i];
+		const void		*src;
+
+		if (d->scope != scope || d->offset == NOOFF)
+			continue;
+		src = (const char *)base + d->offset;
+		if (d->type == D_KV) {
+			const struct kv	*kv = *(struct kv *const *)src;
+			size_t		 n = *(const size_t *)((const char *)
+			    base + d->count_offset);
+
+			fprintf(fp, "%s%s {", indent, d->name);
+			for (j = 0; j < n; j++)
+				fprintf(fp, " %s = \"%s\"", kv[j].key,
+				    kv[j].value);
+			fprintf(fp, "%s}\n", n > 0 ? " " : "");
+			continue;
+		}
+		fprintf(fp, "%s%s = ", indent, d->name);
+		switch (d->type) {
+		case D_STR:
+		case D_PATH:
+			fprintf(fp, "\"%s\"", *(char *const *)src ?
+			    *(char *const *)src : "");
+			break;
+		case D_INT:
+			if (*(const int *)src == INT_MIN)
+				fprintf(fp, "\"\"");
+			else
+				fprintf(fp, "%d", *(const int *)src);
+			break;
+		case D_LONG:
+			fprintf(fp, "%ld", *(const long *)src);
+			break;
+		case D_BOOL:
+			fprintf(fp, "%s", *(const bool *)src ? "yes" : "no");
+			break;
+		case D_DURATION:
+			conf_print_ms(fp, *(const int64_t *)src);
+			break;
+		case D_SIZE:
+			fprintf(fp, "%llu",
+			    (unsigned long long)*(const uint64_t *)src);
+			break;
+		case D_MODE:
+			fprintf(fp, "0%o", *(const unsigned int *)src);
+			break;
+		case D_LOGLEVEL:
+			fprintf(fp, "%s", log_level_name(*(const int *)src));
+			break;
+		case D_PM:
+			fprintf(fp, "%s", pm_style_name(
+			    *(const enum pm_style *)src));
+			break;
+		case D_LIST:
+		case D_KV:
+			break;
+		}
+		fputc('\n', fp);
+	}
+}
+
+void
+conf_print(const struct fpmd_conf *c, FILE *fp)
+{
+	size_t	 i;
+
+	fprintf(fp, "# %s (prefix %s)\n", c->file, c->prefix);
+	conf_print_scope(fp, GLOBAL, c, "");
+	for (i = 0; i < c->npools; i++) {
+		fprintf(fp, "\npool %s {\n", c->pools[i].name);
+		conf_print_scope(fp, POOL, &c->pools[i], "    ");
+		fprintf(fp, "}\n");
+	}
+}

@@ -1,0 +1,347 @@
+/*
+ * fpmd.h -- internal structures and prototypes, laid out per file.
+ *
+ * A function that is not declared here is static to its file.  Only the
+ * plugin ABI (fpmd/handler.h) carries the fpmd_ prefix.
+ */
+#ifndef FPMD_H
+#define FPMD_H
+
+#include <sys/types.h>
+#include <sys/socket.h>
+#include <sys/queue.h>
+#include <netinet/in.h>
+
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <syslog.h>
+#include <time.h>
+
+#include "fcgi.h"
+#include "fpmd/handler.h"
+
+#define FPMD_NAME	"fpmd"
+
+/* util.c */
+/* Milliseconds on CLOCK_MONOTONIC. */
+int64_t	 now_ms(void);
+/* Realtime seconds with microseconds, for logs and the status page. */
+double	 now_real(void);
+/* Strict decimal parse of a whole string into [min, max]; 0 or -1. */
+int	 parse_long(const char *, long min, long max, long *out);
+/* "10", "10s", "5m", "2h", "1d" into milliseconds; 0 or -1. */
+int	 parse_duration_ms(const char *, int64_t *out);
+/* "512", "64K", "1M", "1G" into bytes; 0 or -1. */
+int	 parse_size(const char *, uint64_t *out);
+/* A signal's name without "SIG" ("KILL"), or "?" when unknown. */
+const char *signal_name(int);
+/* strlcpy as in OpenBSD: always NUL-terminates, returns strlen(src). */
+size_t	 strlcpy_(char *dst, const char *src, size_t size);
+/* Makes FD close-on-exec and, with NONBLOCK, non-blocking; 0 or -1. */
+int	 fd_set_flags(int fd, bool nonblock);
+
+/* log.c */
+/*
+ * The error log.  Lines look like PHP-FPM's:
+ *   [26-Nov-2026 12:34:56] WARNING: [pool www] child 42 exited ...
+ * Each line is formatted into one buffer and written with one write(2),
+ * so lines of concurrent writers (the master and its workers share the
+ * file) never interleave.
+ */
+int	 log_open(const char *target);	/* "stderr" or a path; 0 or -1 */
+int	 log_reopen(void);
+void	 log_set_level(int level);	/* a syslog.h LOG_* priority */
+int	 log_get_level(void);
+int	 log_level_parse(const char *, int *out);
+const char *log_level_name(int);
+int	 log_fd(void);			/* the fd a worker must keep open */
+void	 log_set_worker(const char *pool, pid_t pid);
+void	 log_debug(const char *, ...) __attribute__((format(printf, 1, 2)));
+void	 log_notice(const char *, ...) __attribute__((format(printf, 1, 2)));
+void	 log_warn(const char *, ...) __attribute__((format(printf, 1, 2)));
+void	 log_warnx(const char *, ...) __attribute__((format(printf, 1, 2)));
+void	 log_error(const char *, ...) __attribute__((format(printf, 1, 2)));
+void	 log_errorx(const char *, ...) __attribute__((format(printf, 1, 2)));
+void	 log_vlog(int level, const char *, va_list)
+	    __attribute__((format(printf, 2, 0)));
+/* Start-up and broken invariants only: log at alert and exit 1. */
+void	 fatal(const char *, ...)
+	    __attribute__((format(printf, 1, 2), noreturn));
+void	 fatalx(const char *, ...)
+	    __attribute__((format(printf, 1, 2), noreturn));
+
+/* sock.c */
+struct sock_addr {
+	int			family;	/* AF_INET, AF_INET6, AF_UNIX */
+	struct sockaddr_storage	ss;
+	socklen_t		len;
+	char			text[128];	/* canonical, for logs */
+};
+/* Parses "127.0.0.1:9000", "[::1]:9000", "9000" or "/path". */
+int	 sock_addr_parse(const char *spec, struct sock_addr *,
+	    char *err, size_t errlen);
+bool	 sock_addr_equal(const struct sock_addr *, const struct sock_addr *);
+struct pool_conf;
+/* Binds and listens for a pool; the fd is O_CLOEXEC and O_NONBLOCK. */
+int	 sock_listen(const struct pool_conf *, char *err, size_t errlen);
+/* Closes a pool's socket and removes a Unix socket's path. */
+void	 sock_close(int fd, const struct sock_addr *);
+
+/* conf.c */
+enum pm_style {
+	PM_STATIC,
+	PM_DYNAMIC,
+	PM_ONDEMAND
+};
+
+struct kv {
+	char	*key;
+	char	*value;
+};
+
+struct pool_conf {
+	char		*name;
+	char		*file;		/* where "pool NAME {" stands */
+	int		 line;
+
+	char		*listen;
+	struct sock_addr addr;
+	int		 backlog;
+	char		*listen_owner;
+	char		*listen_group;
+	uid_t		 listen_uid;	/* (uid_t)-1: leave as created */
+	gid_t		 listen_gid;
+	unsigned int	 listen_mode;
+
+	char		*user;
+	char		*group;
+	uid_t		 uid;		/* resolved; valid when user != NULL */
+	gid_t		 gid;
+	char		*chroot;
+	char		*chdir;
+
+	enum pm_style	 pm;
+	int		 max_children;
+	int		 start_servers;
+	int		 min_spare_servers;
+	int		 max_spare_servers;
+	int		 max_spawn_rate;
+	int64_t		 process_idle_timeout_ms;
+	long		 max_requests;
+	long		 max_requests_jitter;
+
+	char		*handler;
+	struct kv	*handler_options;
+	size_t		 nhandler_options;
+
+	bool		 clear_env;
+	struct kv	*env;
+	size_t		 nenv;
+
+	uint64_t	 max_params_size;
+	int64_t		 read_timeout_ms;
+	int64_t		 keepalive_timeout_ms;
+	int64_t		 linger_timeout_ms;
+
+	long		 rlimit_files;
+	long		 rlimit_core;
+	int		 priority;	/* INT_MIN: unchanged */
+	bool		 dumpable;
+};
+
+struct fpmd_conf {
+	char		*file;
+	char		*prefix;
+	char		*pid_file;
+	char		*error_log;
+	int		 log_level;
+	int64_t		 process_control_timeout_ms;
+	bool		 daemonize;
+	long		 rlimit_files;
+	long		 rlimit_core;
+	struct pool_conf *pools;
+	size_t		 npools;
+};
+
+/*
+ * Reads FILE (relative paths against PREFIX, or FILE's directory when
+ * PREFIX is NULL) and checks every directive.  Each problem is written to
+ * ERRS as "FILE:LINE: message"; returns NULL when there was any.  With
+ * ALLOW_ROOT false a pool whose user is root is an error.
+ */
+struct fpmd_conf *conf_load(const char *file, const char *prefix,
+	    bool allow_root, FILE *errs);
+void	 conf_free(struct fpmd_conf *);
+/* The effective configuration, in the config file's own syntax. */
+void	 conf_print(const struct fpmd_conf *, FILE *);
+const char *pm_style_name(enum pm_style);
+
+/* handler.c */
+/*
+ * Finds the handler NAME: a built-in, libdir/fpmd/handlers/NAME.so or an
+ * absolute path.  Returns NULL with the reason in ERR.
+ */
+const struct fpmd_handler *handler_find(const char *name, char *err,
+	    size_t errlen);
+/* The opaque struct fpmd_pool handed to handlers. */
+struct fpmd_pool {
+	const struct pool_conf	*conf;
+	void			*data;
+};
+extern const struct fpmd_handler h_echo;
+
+/* scoreboard.c */
+enum sb_state {
+	SB_IDLE,		/* at the top of the accept loop */
+	SB_READING,		/* reading the request's headers */
+	SB_RUNNING,		/* the handler is running */
+	SB_FINISHING,		/* writing the end of the response */
+	SB_ENDING,		/* leaving: recycled or stopping */
+	SB_KEEPALIVE		/* idle on a kept connection */
+};
+#define SB_STATE_MAX	SB_KEEPALIVE
+
+struct sb_slot {
+	uint32_t	 seq;		/* odd while the writer is in it */
+	pid_t		 pid;
+	uint32_t	 state;
+	uint64_t	 requests;
+	double		 started;	/* realtime, when the worker started */
+	double		 req_started;	/* realtime, when the request began */
+	uint64_t	 content_length;
+	char		 method[16];
+	char		 uri[256];
+	char		 query[256];
+	char		 script[256];
+};
+
+struct sb_pool {
+	uint64_t	 accepted_conn;
+	uint64_t	 max_active;
+	uint64_t	 max_children_reached;
+	uint64_t	 slow_requests;
+};
+
+struct scoreboard {
+	struct sb_pool	*pool;
+	struct sb_slot	*slots;
+	size_t		 nslots;
+	size_t		 maplen;
+};
+
+/* Maps NSLOTS slots of shared memory; call before forking workers. */
+struct scoreboard *sb_new(size_t nslots);
+void	 sb_free(struct scoreboard *);
+/* Single writer: bracket every update of a slot with these. */
+void	 sb_slot_begin(struct sb_slot *);
+void	 sb_slot_end(struct sb_slot *);
+/* Lock-free reader: copies a consistent snapshot of SLOT into OUT. */
+void	 sb_slot_read(const struct sb_slot *, struct sb_slot *out);
+const char *sb_state_name(enum sb_state);
+
+/* pm.c */
+struct pm_counts {
+	int	total;		/* live children, including those leaving */
+	int	leaving;	/* asked to exit, not yet reaped */
+	int	idle;
+};
+struct pm_plan {
+	int		 spawn;
+	const char	*reason;
+};
+/* What a pool needs now.  Pure: no syscalls, no globals. */
+void	 pm_decide(const struct pool_conf *, const struct pm_counts *,
+	    struct pm_plan *);
+/*
+ * The respawn delay after a worker died young: 0 for the first death,
+ * then doubling from 100 ms up to 30 s.  STREAK counts deaths in a row.
+ */
+int64_t	 pm_backoff_ms(int streak);
+/* How many requests before the worker recycles; 0 = never.  Pure. */
+long	 pm_max_requests(const struct pool_conf *, uint32_t random);
+
+/* pool.c */
+enum child_flags {
+	CHILD_QUIT_SENT = 1 << 0,	/* asked to finish and leave */
+	CHILD_TERM_SENT = 1 << 1,
+	CHILD_KILL_SENT = 1 << 2
+};
+
+struct pool;
+
+struct child {
+	TAILQ_ENTRY(child)	 entry;
+	struct pool		*pool;
+	pid_t			 pid;
+	size_t			 slot;
+	int64_t			 started_ms;
+	unsigned int		 flags;
+};
+TAILQ_HEAD(child_list, child);
+
+struct pool {
+	TAILQ_ENTRY(pool)	 entry;
+	struct pool_conf	*conf;
+	const struct fpmd_handler *handler;
+	struct fpmd_pool	 hpool;
+	int			 listen_fd;
+	struct scoreboard	*sb;
+	struct child_list	 children;
+	int			 nchildren;
+	bool			*slot_used;
+	int			 death_streak;	/* young deaths in a row */
+	int64_t			 spawn_after_ms;	/* backoff */
+};
+TAILQ_HEAD(pool_list, pool);
+
+/* Creates the runtime of one configured pool: socket, scoreboard. */
+struct pool *pool_new(struct pool_conf *, char *err, size_t errlen);
+void	 pool_free(struct pool *);
+struct child *pool_child_by_pid(struct pool_list *, pid_t);
+void	 pool_counts(const struct pool *, struct pm_counts *);
+/* Sends SIG to every child of the pool not yet sent it. */
+void	 pool_signal_all(struct pool *, int sig);
+
+/* child.c */
+/*
+ * Forks a worker for POOL.  In the child, never returns: it keeps only
+ * its pool's socket and the log, drops privileges and runs the request
+ * loop.  In the master, returns the new child or NULL (logged).
+ */
+struct child *child_spawn(struct pool *);
+/* Accounts for a reaped child: logs, frees, updates the pool. */
+void	 child_reaped(struct child *, int status);
+
+/* worker.c */
+struct worker_ctx {
+	struct pool		*pool;
+	struct sb_slot		*slot;
+	const struct fpmd_handler *handler;
+	void			*handler_data;
+	long			 max_requests;
+};
+/* The request loop of a worker; returns when the worker must exit. */
+int	 worker_run(struct worker_ctx *);
+/* The request API handed to handlers (see fpmd/handler.h). */
+extern const struct fpmd_host handler_host;
+/* Set from the worker's SIGQUIT handler. */
+extern volatile sig_atomic_t worker_quit;
+
+/* master.c */
+struct options {
+	const char	*config;
+	const char	*prefix;
+	bool		 daemonize;
+	bool		 daemonize_set;
+	bool		 allow_root;
+};
+/*
+ * Runs the master until it stops; returns the exit code.  READY_FD, when
+ * not -1, gets one byte once every pool is ready (the -D launcher waits).
+ */
+int	 master_main(struct fpmd_conf *, const struct options *, int ready_fd);
+
+#endif /* FPMD_H */

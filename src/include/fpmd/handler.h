@@ -1,0 +1,132 @@
+/*
+ * <fpmd/handler.h> -- the ABI between fpmd and a request handler.
+ *
+ * A handler is a C plugin (a shared object that exports one symbol,
+ * FPMD_HANDLER_SYMBOL, of type struct fpmd_handler) or one of fpmd's
+ * built-ins.  The plugin never links against the daemon: everything it
+ * may ask of fpmd arrives through the struct fpmd_host function table.
+ *
+ * Versioning: abi_version must equal FPMD_HANDLER_ABI, and struct_size must
+ * be at least the size of the struct the daemon knows.  A mismatch is
+ * refused at configuration test, in plain words, and the pool does not start.
+ * Fields are only ever appended; FPMD_HANDLER_ABI changes when a field's
+ * meaning or a hook's signature changes.
+ *
+ * See fpmd-handler(3) for every function's contract.
+ */
+#ifndef FPMD_HANDLER_H
+#define FPMD_HANDLER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define FPMD_HANDLER_ABI	1
+#define FPMD_HANDLER_SYMBOL	"fpmd_handler"
+
+/* The FastCGI roles (FastCGI 1.0, section 6). */
+enum fpmd_role {
+	FPMD_ROLE_RESPONDER = 1,
+	FPMD_ROLE_AUTHORIZER = 2,
+	FPMD_ROLE_FILTER = 3
+};
+
+enum fpmd_log_level {
+	FPMD_LOG_ERROR = 3,
+	FPMD_LOG_WARNING = 4,
+	FPMD_LOG_NOTICE = 5,
+	FPMD_LOG_DEBUG = 7
+};
+
+struct fpmd_request;		/* opaque: one FastCGI request */
+struct fpmd_pool;		/* opaque: the pool the handler serves */
+
+/*
+ * What fpmd offers a handler.  Every function is safe to call only from the
+ * thread that runs the hook it was handed to.
+ */
+struct fpmd_host {
+	size_t		 struct_size;
+
+	/* The value of the request parameter NAME, NUL-terminated, or NULL. */
+	const char	*(*param)(struct fpmd_request *, const char *name);
+	/*
+	 * The Nth parameter (0-based) in the order the client sent them;
+	 * returns 0 and sets *name and *value, or -1 past the last one.
+	 */
+	int		 (*param_at)(struct fpmd_request *, size_t n,
+			    const char **name, const char **value);
+	enum fpmd_role	 (*role)(struct fpmd_request *);
+	/*
+	 * Reads up to LEN bytes of FCGI_STDIN into BUF, blocking until some
+	 * arrive.  Returns the count, 0 at the end of the stream, -1 when the
+	 * request was aborted or the client failed (stop and return).
+	 */
+	ssize_t		 (*read_stdin)(struct fpmd_request *, void *buf, size_t len);
+	/* As read_stdin, for the FILTER role's FCGI_DATA stream. */
+	ssize_t		 (*read_data)(struct fpmd_request *, void *buf, size_t len);
+	/*
+	 * Appends LEN bytes to FCGI_STDOUT (CGI headers first, then the body)
+	 * or to FCGI_STDERR.  Output is buffered; returns 0, or -1 when the
+	 * client is gone (stop and return).
+	 */
+	int		 (*write_stdout)(struct fpmd_request *, const void *, size_t);
+	int		 (*write_stderr)(struct fpmd_request *, const void *, size_t);
+	/* Sends what is buffered now.  Returns 0 or -1 as the writes do. */
+	int		 (*flush)(struct fpmd_request *);
+	/* Non-zero once the client aborted the request or went away. */
+	int		 (*aborted)(struct fpmd_request *);
+	/* Logs one line to the error log, prefixed with the pool and pid. */
+	void		 (*log)(enum fpmd_log_level, const char *fmt, ...)
+			    __attribute__((format(printf, 2, 3)));
+	/* The value of handler.options key NAME for this pool, or NULL. */
+	const char	*(*option)(struct fpmd_pool *, const char *name);
+	/* The pool's name. */
+	const char	*(*pool_name)(struct fpmd_pool *);
+	/* The handler's per-pool state, as pool_init left it. */
+	void		*(*pool_data)(struct fpmd_pool *);
+};
+
+/*
+ * The struct a plugin exports as FPMD_HANDLER_SYMBOL.  Every hook but
+ * handle may be NULL.  Hooks return 0 on success; on -1 they should have
+ * logged why through host->log.
+ */
+struct fpmd_handler {
+	uint32_t	 abi_version;	/* FPMD_HANDLER_ABI */
+	uint32_t	 struct_size;	/* sizeof(struct fpmd_handler) */
+	const char	*name;
+
+	/*
+	 * Checks handler.options.  Called at configuration test and at start,
+	 * in the master, before any privilege drop: it must not touch the
+	 * file system or keep state.  On error, write one line naming the
+	 * option into ERR (at most ERRLEN bytes) and return -1.
+	 */
+	int	(*check_options)(const struct fpmd_host *, struct fpmd_pool *,
+		    char *err, size_t errlen);
+	/*
+	 * Once per worker, after the privilege drop; may set *worker_data.
+	 */
+	int	(*worker_init)(const struct fpmd_host *, struct fpmd_pool *,
+		    void **worker_data);
+	/*
+	 * One request.  Return 0 when a response was written (whatever its
+	 * status); -1 when none could be, in which case fpmd answers 500 if
+	 * no output was sent yet.
+	 */
+	int	(*handle)(const struct fpmd_host *, struct fpmd_request *,
+		    void *worker_data);
+	/* Once per worker, before a clean exit. */
+	void	(*worker_fini)(const struct fpmd_host *, void *worker_data);
+};
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* FPMD_HANDLER_H */

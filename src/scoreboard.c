@@ -1,0 +1,97 @@
+/*
+ * scoreboard.c -- per-pool shared memory: one slot per worker, written by
+ * that worker alone, read by the master (and later the status page)
+ * without locks.
+ *
+ * Each slot carries a sequence count: the writer makes it odd before an
+ * update and even after; a reader copies the slot and retries while the
+ * count was odd or moved, so it never sees a torn slot.  The memory is
+ * mapped before fork and shared by every worker of the pool.
+ */
+#include "config.h"
+
+#include <sys/mman.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "fpmd.h"
+
+struct scoreboard *
+sb_new(size_t nslots)
+{
+	struct scoreboard	*sb;
+	size_t			 len;
+	void			*mem;
+
+	len = sizeof(struct sb_pool) + nslots * sizeof(struct sb_slot);
+	mem = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+	    -1, 0);
+	if (mem == MAP_FAILED)
+		return NULL;
+	if ((sb = calloc(1, sizeof(*sb))) == NULL) {
+		munmap(mem, len);
+		return NULL;
+	}
+	sb->pool = mem;
+	sb->slots = (struct sb_slot *)((char *)mem + sizeof(struct sb_pool));
+	sb->nslots = nslots;
+	sb->maplen = len;
+	return sb;
+}
+
+void
+sb_free(struct scoreboard *sb)
+{
+	if (sb == NULL)
+		return;
+	munmap(sb->pool, sb->maplen);
+	free(sb);
+}
+
+void
+sb_slot_begin(struct sb_slot *s)
+{
+	__atomic_store_n(&s->seq, s->seq + 1, __ATOMIC_RELAXED);
+	__atomic_thread_fence(__ATOMIC_RELEASE);
+}
+
+void
+sb_slot_end(struct sb_slot *s)
+{
+	__atomic_store_n(&s->seq, s->seq + 1, __ATOMIC_RELEASE);
+}
+
+void
+sb_slot_read(const struct sb_slot *s, struct sb_slot *out)
+{
+	uint32_t	 before, after;
+
+	do {
+		while ((before = __atomic_load_n(&s->seq, __ATOMIC_ACQUIRE)) & 1)
+			;
+		memcpy(out, (const void *)s, sizeof(*out));
+		__atomic_thread_fence(__ATOMIC_ACQUIRE);
+		after = __atomic_load_n(&s->seq, __ATOMIC_RELAXED);
+	} while (before != after);
+}
+
+const char *
+sb_state_name(enum sb_state st)
+{
+	switch (st) {
+	case SB_IDLE:
+		return "Idle";
+	case SB_READING:
+		return "Reading headers";
+	case SB_RUNNING:
+		return "Running";
+	case SB_FINISHING:
+		return "Finishing";
+	case SB_ENDING:
+		return "Ending";
+	case SB_KEEPALIVE:
+		return "Idle (kept connection)";
+	}
+	return "Unknown";
+}

@@ -1,0 +1,1018 @@
+/*
+ * worker.c -- a worker's life after fork and privilege drop: accept on the
+ * pool's socket, read one FastCGI request at a time, run the handler,
+ * stream its output, end the request, keep the connection if asked.
+ *
+ * The request API of fpmd/handler.h (handler_host) lives here, since it
+ * is a view of the request being served.
+ *
+ * Rules: a bad peer costs its connection, never the worker (no fatal()
+ * here); every wait has a deadline; the worker leaves only at the top of
+ * its accept loop, never with an accepted connection unserved.  SIGQUIT
+ * is blocked except inside the waits (ppoll/epoll_pwait), so a graceful
+ * stop is seen exactly where the worker is idle.
+ */
+#include "config.h"
+
+#include <sys/epoll.h>
+#include <sys/uio.h>
+
+#include <errno.h>
+#include <grp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "fpmd.h"
+
+#define RBUF_SIZE	(64 * 1024)
+/* Header + largest content + largest alignment padding, then the empty
+ * STDOUT record and END_REQUEST that end a response. */
+#define OBUF_SIZE	(FCGI_HEADER_LEN + FCGI_MAX_CONTENT + 7 + \
+			    FCGI_HEADER_LEN + FCGI_HEADER_LEN + 8)
+
+volatile sig_atomic_t worker_quit;
+
+/* What the content of the record being read is for. */
+enum rec_use {
+	REC_SKIP,	/* not ours: an ended or never begun id, junk */
+	REC_KEEP,	/* a small record to act on at its end: kept in rec */
+	REC_PARAMS,	/* appended to the request's params */
+	REC_STDIN,	/* handed to the handler's read_stdin */
+	REC_DATA	/* handed to the handler's read_data */
+};
+
+/* What a pump waits for. */
+enum want {
+	WANT_BEGIN,
+	WANT_PARAMS,
+	WANT_STDIN,
+	WANT_DATA
+};
+
+struct conn {
+	int			 fd;
+	struct fcgi_parser	 parser;
+	uint8_t			*rbuf;
+	size_t			 rpos;
+	size_t			 rlen;
+	enum rec_use		 use;
+	uint8_t			 rec[FCGI_MAX_CONTENT];
+	size_t			 reclen;
+	const uint8_t		*pend;		/* unread STDIN or DATA */
+	size_t			 pend_len;
+	enum rec_use		 pend_use;
+	bool			 dead;		/* close it, whatever keep-conn says */
+	const char		*why;		/* why it died, for the log */
+};
+
+struct param {
+	const char	*name;
+	const char	*value;
+};
+
+struct fpmd_request {
+	struct worker_ctx	*w;
+	struct conn		*c;
+	bool			 active;
+	uint16_t		 id;
+	uint16_t		 role;
+	bool			 keep_conn;
+	bool			 params_done;
+	bool			 params_too_big;
+	bool			 stdin_done;
+	bool			 data_done;
+	bool			 aborted;
+	uint64_t		 stdin_bytes;
+	/* The raw PARAMS stream, then NUL-terminated copies of each pair. */
+	uint8_t			*praw;
+	size_t			 praw_len;
+	size_t			 praw_cap;
+	char			*pstore;
+	size_t			 pstore_cap;
+	struct param		*params;
+	size_t			 nparams;
+	size_t			 params_cap;
+	/* STDOUT being built: obuf[8..8+olen) is the next record's content. */
+	uint8_t			*obuf;
+	size_t			 olen;
+	bool			 out_sent;	/* any STDOUT left the worker */
+};
+
+static sigset_t		 worker_waitmask;	/* SIGQUIT unblocked */
+
+static void
+worker_on_quit(int sig)
+{
+	worker_quit = 1;
+}
+
+/*
+ * Waits until FD is ready for EVENTS, at most TIMEOUT_MS.  With QUIT_OK a
+ * graceful stop interrupts the wait.  Returns 1 ready, 0 timed out or
+ * interrupted by a stop, -1 on error.
+ */
+static int
+worker_wait(int fd, short events, int64_t timeout_ms, bool quit_ok)
+{
+	struct pollfd	 pfd = { .fd = fd, .events = events };
+	int64_t		 deadline = now_ms() + timeout_ms, left;
+	struct timespec	 ts;
+	int		 n;
+
+	for (;;) {
+		if (quit_ok && worker_quit)
+			return 0;
+		left = deadline - now_ms();
+		if (left <= 0)
+			return 0;
+		ts.tv_sec = left / 1000;
+		ts.tv_nsec = (left % 1000) * 1000000;
+		n = ppoll(&pfd, 1, &ts, &worker_waitmask);
+		if (n > 0)
+			return 1;
+		if (n == 0)
+			return 0;
+		if (errno != EINTR)
+			return -1;
+	}
+}
+
+static int
+worker_write_all(struct conn *c, const void *buf, size_t len, int64_t tmo)
+{
+	const uint8_t	*p = buf;
+	ssize_t		 n;
+
+	if (c->dead)
+		return -1;
+	while (len > 0) {
+		n = send(c->fd, p, len, MSG_NOSIGNAL);
+		if (n > 0) {
+			p += n;
+			len -= (size_t)n;
+			continue;
+		}
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK) &&
+		    worker_wait(c->fd, POLLOUT, tmo, false) == 1)
+			continue;
+		c->dead = true;
+		c->why = n == -1 && errno != EAGAIN ? "write failed" :
+		    "write timed out";
+		return -1;
+	}
+	return 0;
+}
+
+/* Writes one record whose content is CONTENT[0..LEN). */
+static int
+worker_write_record(struct conn *c, enum fcgi_type type, uint16_t id,
+    const void *content, size_t len, int64_t tmo)
+{
+	static const uint8_t	 zeros[8];
+	uint8_t			 hdr[FCGI_HEADER_LEN];
+	uint8_t			 pad = fcgi_padding_for(len);
+	struct iovec		 iov[3];
+	ssize_t			 n;
+	size_t			 total = FCGI_HEADER_LEN + len + pad;
+
+	fcgi_header_encode(hdr, type, id, (uint16_t)len, pad);
+	iov[0].iov_base = hdr;
+	iov[0].iov_len = sizeof(hdr);
+	iov[1].iov_base = (void *)(uintptr_t)content;
+	iov[1].iov_len = len;
+	iov[2].iov_base = (void *)(uintptr_t)zeros;
+	iov[2].iov_len = pad;
+	if (c->dead)
+		return -1;
+	n = writev(c->fd, iov, 3);
+	if (n == (ssize_t)total)
+		return 0;
+	if (n == -1 && errno != EAGAIN && errno != EINTR) {
+		c->dead = true;
+		c->why = "write failed";
+		return -1;
+	}
+	/* A short write: finish it piece by piece. */
+	if (n < 0)
+		n = 0;
+	if ((size_t)n < sizeof(hdr)) {
+		if (worker_write_all(c, hdr + n, sizeof(hdr) - (size_t)n,
+		    tmo) == -1)
+			return -1;
+		n = 0;
+	} else
+		n -= (ssize_t)sizeof(hdr);
+	if ((size_t)n < len) {
+		if (worker_write_all(c, (const uint8_t *)content + n,
+		    len - (size_t)n, tmo) == -1)
+			return -1;
+		n = 0;
+	} else
+		n -= (ssize_t)len;
+	return worker_write_all(c, zeros, pad - (size_t)n, tmo);
+}
+
+static void
+worker_end_request(struct conn *c, uint16_t id, uint32_t app_status,
+    enum fcgi_protocol_status ps, int64_t tmo)
+{
+	uint8_t	 body[8];
+
+	fcgi_end_encode(body, app_status, ps);
+	(void)worker_write_record(c, FCGI_END_REQUEST, id, body, 8, tmo);
+}
+
+/* Answers FCGI_GET_VALUES from the names in c->rec. */
+static void
+worker_get_values(struct worker_ctx *w, struct conn *c)
+{
+	uint8_t		 out[1024];
+	size_t		 pos = 0, olen = 0, n;
+	struct fcgi_nv	 nv;
+	char		 val[16];
+	const char	*v;
+
+	snprintf(val, sizeof(val), "%d", w->pool->conf->max_children);
+	while (fcgi_nv_decode(c->rec, c->reclen, &pos, &nv) == 1) {
+		if (nv.name_len == 14 && memcmp(nv.name, "FCGI_MAX_CONNS",
+		    14) == 0)
+			v = val;
+		else if (nv.name_len == 13 && memcmp(nv.name, "FCGI_MAX_REQS",
+		    13) == 0)
+			v = val;
+		else if (nv.name_len == 15 && memcmp(nv.name,
+		    "FCGI_MPXS_CONNS", 15) == 0)
+			v = "0";
+		else
+			continue;	/* unknown names are omitted */
+		n = fcgi_nv_encode(out + olen, sizeof(out) - olen, nv.name,
+		    nv.name_len, v, strlen(v));
+		olen += n;
+	}
+	(void)worker_write_record(c, FCGI_GET_VALUES_RESULT, 0, out, olen,
+	    w->pool->conf->read_timeout_ms);
+}
+
+/* A record has begun: decide what its content is for. */
+static int
+worker_on_header(struct fpmd_request *r, struct conn *c)
+{
+	const struct fcgi_header	*h = &c->parser.hdr;
+
+	c->reclen = 0;
+	c->use = REC_SKIP;
+	if (h->request_id == 0) {
+		if (h->type == FCGI_BEGIN_REQUEST) {
+			c->why = "BEGIN_REQUEST with request id 0";
+			return -1;
+		}
+		c->use = REC_KEEP;	/* management: GET_VALUES or unknown */
+		return 0;
+	}
+	switch (h->type) {
+	case FCGI_BEGIN_REQUEST:
+		if (h->content_length != 8) {
+			c->why = "BEGIN_REQUEST body is not 8 bytes";
+			return -1;
+		}
+		c->use = REC_KEEP;
+		break;
+	case FCGI_ABORT_REQUEST:
+		if (r->active && h->request_id == r->id)
+			c->use = REC_KEEP;
+		break;
+	case FCGI_PARAMS:
+		if (r->active && h->request_id == r->id && !r->params_done)
+			c->use = REC_PARAMS;
+		break;
+	case FCGI_STDIN:
+		if (r->active && h->request_id == r->id && r->params_done &&
+		    !r->stdin_done)
+			c->use = REC_STDIN;
+		break;
+	case FCGI_DATA:
+		if (r->active && h->request_id == r->id && r->params_done &&
+		    !r->data_done)
+			c->use = REC_DATA;
+		break;
+	default:
+		break;
+	}
+	return 0;
+}
+
+static void
+worker_on_params(struct fpmd_request *r, const uint8_t *p, size_t len)
+{
+	uint64_t	 limit = r->w->pool->conf->max_params_size;
+	size_t		 cap;
+	uint8_t		*np;
+
+	if (r->params_too_big)
+		return;
+	if (r->praw_len + len > limit) {
+		r->params_too_big = true;
+		return;
+	}
+	if (r->praw_len + len > r->praw_cap) {
+		cap = r->praw_cap ? r->praw_cap : 16384;
+		while (cap < r->praw_len + len)
+			cap *= 2;
+		if ((np = realloc(r->praw, cap)) == NULL) {
+			r->params_too_big = true;
+			return;
+		}
+		r->praw = np;
+		r->praw_cap = cap;
+	}
+	memcpy(r->praw + r->praw_len, p, len);
+	r->praw_len += len;
+}
+
+/* A record is complete: act on it. */
+static int
+worker_on_record_end(struct worker_ctx *w, struct fpmd_request *r,
+    struct conn *c)
+{
+	const struct fcgi_header	*h = &c->parser.hdr;
+	struct fcgi_begin		 b;
+	int64_t				 tmo = w->pool->conf->read_timeout_ms;
+
+	switch (c->use) {
+	case REC_SKIP:
+		return 0;
+	case REC_PARAMS:
+		if (h->content_length == 0)
+			r->params_done = true;
+		return 0;
+	case REC_STDIN:
+		if (h->content_length == 0)
+			r->stdin_done = true;
+		return 0;
+	case REC_DATA:
+		if (h->content_length == 0)
+			r->data_done = true;
+		return 0;
+	case REC_KEEP:
+		break;
+	}
+	if (h->request_id == 0) {
+		if (h->type == FCGI_GET_VALUES) {
+			worker_get_values(w, c);
+		} else {
+			uint8_t	 body[8];
+
+			fcgi_unknown_type_encode(body, h->type);
+			(void)worker_write_record(c, FCGI_UNKNOWN_TYPE, 0,
+			    body, 8, tmo);
+		}
+		return c->dead ? -1 : 0;
+	}
+	if (h->type == FCGI_ABORT_REQUEST) {
+		r->aborted = true;
+		return 0;
+	}
+	/* BEGIN_REQUEST. */
+	(void)fcgi_begin_decode(c->rec, c->reclen, &b);
+	if (r->active) {
+		worker_end_request(c, h->request_id, 0, FCGI_CANT_MPX_CONN, tmo);
+		return c->dead ? -1 : 0;
+	}
+	if (b.role < FPMD_ROLE_RESPONDER || b.role > FPMD_ROLE_FILTER) {
+		worker_end_request(c, h->request_id, 0, FCGI_UNKNOWN_ROLE, tmo);
+		if (!(b.flags & FCGI_KEEP_CONN))
+			c->dead = true;
+		return c->dead ? -1 : 0;
+	}
+	r->active = true;
+	r->id = h->request_id;
+	r->role = b.role;
+	r->keep_conn = (b.flags & FCGI_KEEP_CONN) != 0;
+	return 0;
+}
+
+static bool
+worker_want_met(const struct fpmd_request *r, const struct conn *c,
+    enum want want)
+{
+	switch (want) {
+	case WANT_BEGIN:
+		return r->active;
+	case WANT_PARAMS:
+		return r->params_done || r->aborted;
+	case WANT_STDIN:
+		return r->stdin_done || r->aborted ||
+		    (c->pend_len > 0 && c->pend_use == REC_STDIN);
+	case WANT_DATA:
+		return r->data_done || r->aborted ||
+		    (c->pend_len > 0 && c->pend_use == REC_DATA);
+	}
+	return true;
+}
+
+/*
+ * Reads and acts on records until WANT is met.  Returns 0, or -1 when the
+ * connection is finished (c->why says why; NULL for a clean close).
+ * QUIT_OK lets a graceful stop end the wait (between requests only).
+ */
+static int
+worker_pump(struct worker_ctx *w, struct fpmd_request *r, enum want want,
+    int64_t timeout_ms, bool quit_ok)
+{
+	struct conn	*c = r->c;
+	enum fcgi_event	 ev;
+	size_t		 used;
+	ssize_t		 n;
+	int		 rc;
+
+	while (!worker_want_met(r, c, want)) {
+		/* Content not taken by its reader is dropped now. */
+		c->pend_len = 0;
+		/*
+		 * Parse first, even with no bytes left: a zero-length record
+		 * completes without any.  Read only when the parser wants more.
+		 */
+		ev = fcgi_parse(&c->parser, c->rbuf + c->rpos,
+		    c->rlen - c->rpos, &used);
+		c->rpos += used;
+		if (ev == FCGI_EV_NEED_MORE) {
+			n = recv(c->fd, c->rbuf, RBUF_SIZE, 0);
+			if (n > 0) {
+				c->rpos = 0;
+				c->rlen = (size_t)n;
+				continue;
+			}
+			if (n == 0) {
+				c->why = want == WANT_BEGIN &&
+				    c->parser.state == FCGI_ST_HEADER &&
+				    c->parser.hfill == 0 ? NULL :
+				    "the client closed the connection "
+				    "mid-request";
+				return -1;
+			}
+			if (errno == EINTR)
+				continue;
+			if (errno != EAGAIN && errno != EWOULDBLOCK) {
+				c->why = "read failed";
+				return -1;
+			}
+			rc = worker_wait(c->fd, POLLIN, timeout_ms, quit_ok);
+			if (rc == 1)
+				continue;
+			c->why = rc == -1 ? "poll failed" : quit_ok ? NULL :
+			    "read timed out";
+			return -1;
+		}
+		switch (ev) {
+		case FCGI_EV_NEED_MORE:
+			break;
+		case FCGI_EV_ERROR:
+			c->why = fcgi_error_str(c->parser.error);
+			return -1;
+		case FCGI_EV_HEADER:
+			if (worker_on_header(r, c) == -1)
+				return -1;
+			break;
+		case FCGI_EV_CONTENT:
+			switch (c->use) {
+			case REC_SKIP:
+				break;
+			case REC_KEEP:
+				memcpy(c->rec + c->reclen, c->parser.ev_data,
+				    c->parser.ev_len);
+				c->reclen += c->parser.ev_len;
+				break;
+			case REC_PARAMS:
+				worker_on_params(r, c->parser.ev_data,
+				    c->parser.ev_len);
+				break;
+			case REC_STDIN:
+			case REC_DATA:
+				c->pend = c->parser.ev_data;
+				c->pend_len = c->parser.ev_len;
+				c->pend_use = c->use;
+				if (worker_want_met(r, c, want))
+					return 0;
+				break;
+			}
+			break;
+		case FCGI_EV_RECORD_END:
+			if (worker_on_record_end(w, r, c) == -1)
+				return -1;
+			break;
+		}
+	}
+	return 0;
+}
+
+/* Turns the raw PARAMS stream into NUL-terminated pairs; 0 or -1. */
+static int
+worker_decode_params(struct fpmd_request *r)
+{
+	struct fcgi_nv	 nv;
+	size_t		 pos = 0, spos = 0, n = 0;
+	struct param	*np;
+	char		*ns;
+	int		 rc;
+
+	/* Copies need at most the raw size plus two NULs per pair. */
+	while ((rc = fcgi_nv_decode(r->praw, r->praw_len, &pos, &nv)) == 1)
+		n++;
+	if (rc == -1)
+		return -1;
+	if (n > r->params_cap) {
+		if ((np = reallocarray(r->params, n, sizeof(*np))) == NULL)
+			return -1;
+		r->params = np;
+		r->params_cap = n;
+	}
+	if (r->praw_len + 2 * n > r->pstore_cap) {
+		if ((ns = realloc(r->pstore, r->praw_len + 2 * n)) == NULL)
+			return -1;
+		r->pstore = ns;
+		r->pstore_cap = r->praw_len + 2 * n;
+	}
+	pos = 0;
+	r->nparams = 0;
+	while (fcgi_nv_decode(r->praw, r->praw_len, &pos, &nv) == 1) {
+		struct param	*p = &r->params[r->nparams++];
+
+		p->name = r->pstore + spos;
+		memcpy(r->pstore + spos, nv.name, nv.name_len);
+		spos += nv.name_len;
+		r->pstore[spos++] = '\0';
+		p->value = r->pstore + spos;
+		memcpy(r->pstore + spos, nv.value, nv.value_len);
+		spos += nv.value_len;
+		r->pstore[spos++] = '\0';
+	}
+	return 0;
+}
+
+/* Sends the STDOUT content gathered in obuf as one record. */
+static int
+worker_flush_stdout(struct fpmd_request *r)
+{
+	struct conn	*c = r->c;
+	uint8_t		 pad = fcgi_padding_for(r->olen);
+	int		 rc;
+
+	if (r->olen == 0)
+		return c->dead ? -1 : 0;
+	fcgi_header_encode(r->obuf, FCGI_STDOUT, r->id, (uint16_t)r->olen,
+	    pad);
+	memset(r->obuf + FCGI_HEADER_LEN + r->olen, 0, pad);
+	rc = worker_write_all(c, r->obuf, FCGI_HEADER_LEN + r->olen + pad,
+	    r->w->pool->conf->read_timeout_ms);
+	r->olen = 0;
+	r->out_sent = true;
+	return rc;
+}
+
+/*
+ * Ends the response: the last STDOUT content, the empty STDOUT record and
+ * END_REQUEST leave in one write.
+ */
+static void
+worker_finish(struct fpmd_request *r, uint32_t app_status)
+{
+	uint8_t		*p;
+	size_t		 len = 0;
+	uint8_t		 pad = fcgi_padding_for(r->olen);
+
+	if (r->olen > 0) {
+		fcgi_header_encode(r->obuf, FCGI_STDOUT, r->id,
+		    (uint16_t)r->olen, pad);
+		memset(r->obuf + FCGI_HEADER_LEN + r->olen, 0, pad);
+		len = FCGI_HEADER_LEN + r->olen + pad;
+		p = r->obuf + len;
+	} else
+		p = r->obuf;
+	fcgi_header_encode(p, FCGI_STDOUT, r->id, 0, 0);
+	fcgi_header_encode(p + FCGI_HEADER_LEN, FCGI_END_REQUEST, r->id, 8, 0);
+	fcgi_end_encode(p + 2 * FCGI_HEADER_LEN, app_status,
+	    FCGI_REQUEST_COMPLETE);
+	len = (size_t)(p - r->obuf) + 2 * FCGI_HEADER_LEN + 8;
+	(void)worker_write_all(r->c, r->obuf, len,
+	    r->w->pool->conf->read_timeout_ms);
+	r->olen = 0;
+}
+
+/* An error answer nginx understands: a Status header on STDOUT. */
+static void
+worker_error_response(struct fpmd_request *r, const char *status)
+{
+	char	 buf[256];
+	int	 n;
+
+	if (r->out_sent || r->olen > 0)
+		return;
+	n = snprintf(buf, sizeof(buf), "Status: %s\r\nContent-Type: "
+	    "text/plain\r\n\r\n%s\n", status, status);
+	(void)handler_host.write_stdout(r, buf, (size_t)n);
+}
+
+static void
+worker_slot_request(struct worker_ctx *w, struct fpmd_request *r)
+{
+	struct sb_slot	*s = w->slot;
+	const char	*v;
+
+	sb_slot_begin(s);
+	s->state = SB_RUNNING;
+	s->req_started = now_real();
+	v = handler_host.param(r, "REQUEST_METHOD");
+	strlcpy_(s->method, v ? v : "-", sizeof(s->method));
+	v = handler_host.param(r, "REQUEST_URI");
+	strlcpy_(s->uri, v ? v : "-", sizeof(s->uri));
+	v = handler_host.param(r, "QUERY_STRING");
+	strlcpy_(s->query, v ? v : "", sizeof(s->query));
+	v = handler_host.param(r, "SCRIPT_FILENAME");
+	strlcpy_(s->script, v ? v : "-", sizeof(s->script));
+	v = handler_host.param(r, "CONTENT_LENGTH");
+	s->content_length = v ? strtoull(v, NULL, 10) : 0;
+	sb_slot_end(s);
+}
+
+static void
+worker_slot_state(struct worker_ctx *w, enum sb_state st)
+{
+	sb_slot_begin(w->slot);
+	w->slot->state = st;
+	sb_slot_end(w->slot);
+}
+
+/* One request, from its BEGIN_REQUEST to its END_REQUEST. */
+static void
+worker_request(struct worker_ctx *w, struct fpmd_request *r)
+{
+	const struct pool_conf	*pc = w->pool->conf;
+	struct conn		*c = r->c;
+	int			 rc;
+
+	worker_slot_state(w, SB_READING);
+	if (worker_pump(w, r, WANT_PARAMS, pc->read_timeout_ms, false) == -1)
+		return;
+	if (r->aborted) {
+		worker_end_request(c, r->id, 0, FCGI_REQUEST_COMPLETE,
+		    pc->read_timeout_ms);
+		return;
+	}
+	if (r->params_too_big) {
+		log_warnx("request params exceed fastcgi.max_params_size "
+		    "(%llu bytes): refused with 431",
+		    (unsigned long long)pc->max_params_size);
+		r->nparams = 0;
+		worker_error_response(r, "431 Request Header Fields Too Large");
+		worker_finish(r, 1);
+		return;
+	}
+	if (worker_decode_params(r) == -1) {
+		c->dead = true;
+		c->why = "malformed name-value pairs in PARAMS";
+		return;
+	}
+	worker_slot_request(w, r);
+	rc = w->handler->handle(&handler_host, r, w->handler_data);
+	if (rc == -1 && !c->dead)
+		worker_error_response(r, "500 Internal Server Error");
+	worker_slot_state(w, SB_FINISHING);
+	worker_finish(r, rc == -1 ? 1 : 0);
+}
+
+static void
+worker_request_reset(struct fpmd_request *r)
+{
+	r->active = false;
+	r->params_done = r->params_too_big = false;
+	r->stdin_done = r->data_done = r->aborted = false;
+	r->stdin_bytes = 0;
+	r->praw_len = 0;
+	r->nparams = 0;
+	r->olen = 0;
+	r->out_sent = false;
+}
+
+/*
+ * Closes a connection.  When the client may still be sending (its STDIN
+ * was not read to the end), shut our side first and drain for a bounded
+ * time, so that it reads our answer instead of a reset.
+ */
+static void
+worker_close(struct worker_ctx *w, struct conn *c, bool linger)
+{
+	int64_t	 deadline;
+	ssize_t	 n;
+
+	if (linger && shutdown(c->fd, SHUT_WR) == 0) {
+		deadline = now_ms() + w->pool->conf->linger_timeout_ms;
+		while (now_ms() < deadline) {
+			n = recv(c->fd, c->rbuf, RBUF_SIZE, 0);
+			if (n == 0 || (n == -1 && errno != EAGAIN &&
+			    errno != EINTR))
+				break;
+			if (n == -1 && worker_wait(c->fd, POLLIN,
+			    deadline - now_ms(), false) != 1)
+				break;
+		}
+	}
+	close(c->fd);
+}
+
+static void
+worker_serve(struct worker_ctx *w, struct conn *c, struct fpmd_request *r,
+    long *served)
+{
+	const struct pool_conf	*pc = w->pool->conf;
+	bool			 first = true, linger = false;
+
+	fcgi_parser_init(&c->parser);
+	c->rpos = c->rlen = 0;
+	c->pend_len = 0;
+	c->dead = false;
+	c->why = NULL;
+	r->c = c;
+	for (;;) {
+		worker_request_reset(r);
+		if (!first)
+			worker_slot_state(w, SB_KEEPALIVE);
+		if (worker_pump(w, r, WANT_BEGIN, first ? pc->read_timeout_ms :
+		    pc->keepalive_timeout_ms, !first) == -1)
+			break;
+		worker_request(w, r);
+		if (r->active && r->params_done)
+			(*served)++;
+		sb_slot_begin(w->slot);
+		w->slot->requests = (uint64_t)*served;
+		sb_slot_end(w->slot);
+		linger = !r->stdin_done;
+		if (c->dead || !r->keep_conn || worker_quit ||
+		    (w->max_requests > 0 && *served >= w->max_requests))
+			break;
+		first = false;
+		linger = false;
+	}
+	if (c->why != NULL)
+		log_notice("connection closed: %s", c->why);
+	worker_close(w, c, linger && !c->dead);
+}
+
+int
+worker_run(struct worker_ctx *w)
+{
+	struct sigaction	 sa;
+	struct epoll_event	 ev = { .events = EPOLLIN | EPOLLEXCLUSIVE };
+	struct conn		*c;
+	struct fpmd_request	 r;
+	sigset_t		 all;
+	long			 served = 0;
+	int			 ep, fd;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = worker_on_quit;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGQUIT, &sa, NULL);
+	/* SIGQUIT stays blocked but inside the waits. */
+	sigemptyset(&all);
+	sigaddset(&all, SIGQUIT);
+	sigprocmask(SIG_BLOCK, &all, &worker_waitmask);
+	sigdelset(&worker_waitmask, SIGQUIT);
+
+	if ((ep = epoll_create1(EPOLL_CLOEXEC)) == -1 ||
+	    epoll_ctl(ep, EPOLL_CTL_ADD, w->pool->listen_fd, &ev) == -1) {
+		log_warn("epoll");
+		return -1;
+	}
+	c = calloc(1, sizeof(*c));
+	memset(&r, 0, sizeof(r));
+	r.w = w;
+	r.obuf = malloc(OBUF_SIZE);
+	if (c == NULL || r.obuf == NULL || (c->rbuf = malloc(RBUF_SIZE)) ==
+	    NULL) {
+		log_warn("worker buffers");
+		return -1;
+	}
+
+	while (!worker_quit &&
+	    (w->max_requests == 0 || served < w->max_requests)) {
+		worker_slot_state(w, SB_IDLE);
+		fd = accept4(w->pool->listen_fd, NULL, NULL,
+		    SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd == -1) {
+			if (errno == EAGAIN || errno == EWOULDBLOCK) {
+				if (epoll_pwait(ep, &ev, 1, -1,
+				    &worker_waitmask) == -1 && errno != EINTR)
+					log_warn("epoll_pwait");
+			} else if (errno == EMFILE || errno == ENFILE ||
+			    errno == ENOBUFS || errno == ENOMEM) {
+				log_warn("accept");
+				(void)worker_wait(w->pool->listen_fd, 0, 100,
+				    true);
+			}
+			continue;
+		}
+		__atomic_fetch_add(&w->pool->sb->pool->accepted_conn, 1,
+		    __ATOMIC_RELAXED);
+		c->fd = fd;
+		worker_serve(w, c, &r, &served);
+	}
+	worker_slot_state(w, SB_ENDING);
+	close(ep);
+	free(c->rbuf);
+	free(c);
+	free(r.obuf);
+	free(r.praw);
+	free(r.pstore);
+	free(r.params);
+	return 0;
+}
+
+/* The request API (fpmd/handler.h). */
+
+static const char *
+host_param(struct fpmd_request *r, const char *name)
+{
+	size_t	 i;
+
+	for (i = 0; i < r->nparams; i++)
+		if (strcmp(r->params[i].name, name) == 0)
+			return r->params[i].value;
+	return NULL;
+}
+
+static int
+host_param_at(struct fpmd_request *r, size_t n, const char **name,
+    const char **value)
+{
+	if (n >= r->nparams)
+		return -1;
+	*name = r->params[n].name;
+	*value = r->params[n].value;
+	return 0;
+}
+
+static enum fpmd_role
+host_role(struct fpmd_request *r)
+{
+	return (enum fpmd_role)r->role;
+}
+
+static ssize_t
+host_read_stream(struct fpmd_request *r, void *buf, size_t len,
+    enum want want)
+{
+	struct conn	*c = r->c;
+	enum rec_use	 use = want == WANT_STDIN ? REC_STDIN : REC_DATA;
+	size_t		 n;
+
+	if (len == 0)
+		return 0;
+	if (c->dead || r->aborted)
+		return -1;
+	if (!(c->pend_len > 0 && c->pend_use == use)) {
+		if (worker_pump(r->w, r, want,
+		    r->w->pool->conf->read_timeout_ms, false) == -1) {
+			c->dead = true;
+			return -1;
+		}
+		if (r->aborted)
+			return -1;
+		if (c->pend_len == 0 || c->pend_use != use)
+			return 0;	/* the stream ended */
+	}
+	n = c->pend_len < len ? c->pend_len : len;
+	memcpy(buf, c->pend, n);
+	c->pend += n;
+	c->pend_len -= n;
+	if (want == WANT_STDIN)
+		r->stdin_bytes += n;
+	return (ssize_t)n;
+}
+
+static ssize_t
+host_read_stdin(struct fpmd_request *r, void *buf, size_t len)
+{
+	return host_read_stream(r, buf, len, WANT_STDIN);
+}
+
+static ssize_t
+host_read_data(struct fpmd_request *r, void *buf, size_t len)
+{
+	if (r->role != FPMD_ROLE_FILTER)
+		return 0;
+	/* FCGI_DATA follows STDIN: skip what the handler left of STDIN. */
+	while (!r->stdin_done && !r->aborted && !r->c->dead) {
+		uint8_t	 sink[4096];
+
+		if (host_read_stdin(r, sink, sizeof(sink)) <= 0)
+			break;
+	}
+	return host_read_stream(r, buf, len, WANT_DATA);
+}
+
+static int
+host_write_stdout(struct fpmd_request *r, const void *buf, size_t len)
+{
+	const uint8_t	*p = buf;
+	size_t		 n;
+
+	while (len > 0) {
+		if (r->c->dead)
+			return -1;
+		n = FCGI_MAX_CONTENT - r->olen;
+		if (n > len)
+			n = len;
+		memcpy(r->obuf + FCGI_HEADER_LEN + r->olen, p, n);
+		r->olen += n;
+		p += n;
+		len -= n;
+		if (r->olen == FCGI_MAX_CONTENT && worker_flush_stdout(r) == -1)
+			return -1;
+	}
+	return r->c->dead ? -1 : 0;
+}
+
+static int
+host_write_stderr(struct fpmd_request *r, const void *buf, size_t len)
+{
+	const uint8_t	*p = buf;
+	size_t		 n;
+
+	while (len > 0) {
+		n = len < FCGI_MAX_CONTENT ? len : FCGI_MAX_CONTENT;
+		if (worker_write_record(r->c, FCGI_STDERR, r->id, p, n,
+		    r->w->pool->conf->read_timeout_ms) == -1)
+			return -1;
+		p += n;
+		len -= n;
+	}
+	return 0;
+}
+
+static int
+host_flush(struct fpmd_request *r)
+{
+	return worker_flush_stdout(r);
+}
+
+static int
+host_aborted(struct fpmd_request *r)
+{
+	return r->aborted || r->c->dead;
+}
+
+static void
+host_log(enum fpmd_log_level level, const char *fmt, ...)
+{
+	va_list	 ap;
+
+	/* The worker's log prefix already names the pool and the pid. */
+	va_start(ap, fmt);
+	log_vlog((int)level, fmt, ap);
+	va_end(ap);
+}
+
+static const char *
+host_option(struct fpmd_pool *p, const char *name)
+{
+	size_t	 i;
+
+	for (i = 0; i < p->conf->nhandler_options; i++)
+		if (strcmp(p->conf->handler_options[i].key, name) == 0)
+			return p->conf->handler_options[i].value;
+	return NULL;
+}
+
+static const char *
+host_pool_name(struct fpmd_pool *p)
+{
+	return p->conf->name;
+}
+
+static void *
+host_pool_data(struct fpmd_pool *p)
+{
+	return p->data;
+}
+
+const struct fpmd_host handler_host = {
+	.struct_size = sizeof(struct fpmd_host),
+	.param = host_param,
+	.param_at = host_param_at,
+	.role = host_role,
+	.read_stdin = host_read_stdin,
+	.read_data = host_read_data,
+	.write_stdout = host_write_stdout,
+	.write_stderr = host_write_stderr,
+	.flush = host_flush,
+	.aborted = host_aborted,
+	.log = host_log,
+	.option = host_option,
+	.pool_name = host_pool_name,
+	.pool_data = host_pool_data,
+};
