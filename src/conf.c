@@ -13,6 +13,8 @@
  */
 #include "config.h"
 
+#include <sys/mman.h>
+
 #include <ctype.h>
 #include <errno.h>
 #include <glob.h>
@@ -174,6 +176,13 @@ struct loc {
 	int		 line;
 };
 
+/* A file as libconfuse reads it (see conf_open) and its real name. */
+struct src {
+	int	 fd;
+	char	 alias[32];
+	char	*real;
+};
+
 /* The state of one conf_load(); libconfuse callbacks take no user data. */
 static struct {
 	FILE		*errs;
@@ -181,7 +190,129 @@ static struct {
 	struct loc	*locs;
 	size_t		 nlocs;
 	const char	*file;		/* the main file, for errors after parse */
+	struct src	*srcs;
+	size_t		 nsrcs;
 } cp;
+
+/* The real name of a file libconfuse knows by its alias. */
+static const char *
+conf_real(const char *name)
+{
+	size_t	 i;
+
+	if (name == NULL)
+		return cp.file;
+	for (i = 0; i < cp.nsrcs; i++)
+		if (strcmp(cp.srcs[i].alias, name) == 0)
+			return cp.srcs[i].real;
+	return name;
+}
+
+/*
+ * libconfuse 3.3 counts lines wrongly after a comment, so that every
+ * FILE:LINE after one would point at the wrong line.  Each file is handed
+ * to it with its comments blanked out (newlines kept, quoted strings
+ * untouched), through a memfd known by an alias that conf_real() maps
+ * back to the file's name.
+ */
+static void
+conf_strip_comments(char *t, size_t len)
+{
+	enum { CODE, DQ, SQ, LINE, BLOCK }	 st = CODE;
+	size_t					 i;
+
+	for (i = 0; i < len; i++) {
+		char	 ch = t[i], next = i + 1 < len ? t[i + 1] : '\0';
+
+		switch (st) {
+		case CODE:
+			if (ch == '"')
+				st = DQ;
+			else if (ch == '\'')
+				st = SQ;
+			else if (ch == '#' || (ch == '/' && next == '/'))
+				st = LINE;
+			else if (ch == '/' && next == '*') {
+				st = BLOCK;
+				t[i++] = ' ';
+				t[i] = ' ';
+			}
+			break;
+		case DQ:
+		case SQ:
+			if (ch == '\\' && next != '\0')
+				i++;
+			else if (ch == (st == DQ ? '"' : '\''))
+				st = CODE;
+			break;
+		case LINE:
+			break;
+		case BLOCK:
+			if (ch == '*' && next == '/') {
+				t[i++] = ' ';
+				t[i] = ' ';
+				st = CODE;
+				continue;
+			}
+			break;
+		}
+		if (st == LINE || st == BLOCK) {
+			if (ch == '\n') {
+				if (st == LINE)
+					st = CODE;
+			} else
+				t[i] = ' ';
+		}
+	}
+}
+
+/* Returns the alias libconfuse must open for PATH, or NULL (errno set). */
+static const char *
+conf_open(const char *path)
+{
+	struct src	*s;
+	FILE		*fp;
+	char		*text = NULL;
+	size_t		 cap = 0, len = 0;
+	ssize_t		 n;
+	int		 fd;
+
+	if ((fp = fopen(path, "re")) == NULL)
+		return NULL;
+	for (;;) {
+		if (len + 4096 > cap) {
+			char	*nt = realloc(text, cap = len + 65536);
+
+			if (nt == NULL)
+				break;
+			text = nt;
+		}
+		if ((n = (ssize_t)fread(text + len, 1, cap - len, fp)) <= 0)
+			break;
+		len += (size_t)n;
+	}
+	fclose(fp);
+	if (text == NULL)
+		return NULL;
+	conf_strip_comments(text, len);
+	fd = memfd_create("fpmd.conf", MFD_CLOEXEC);
+	s = reallocarray(cp.srcs, cp.nsrcs + 1, sizeof(*s));
+	if (fd == -1 || s == NULL || write(fd, text, len) != (ssize_t)len) {
+		if (s != NULL)
+			cp.srcs = s;
+		if (fd != -1)
+			close(fd);
+		free(text);
+		return NULL;
+	}
+	free(text);
+	cp.srcs = s;
+	s = &cp.srcs[cp.nsrcs++];
+	s->fd = fd;
+	snprintf(s->alias, sizeof(s->alias), "/proc/self/fd/%d", fd);
+	s->real = strdup(path);
+	return s->alias;
+}
 
 static void conf_err(const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -191,7 +322,7 @@ conf_err(const char *file, int line, const char *fmt, ...)
 {
 	va_list	 ap;
 
-	fprintf(cp.errs, "%s:%d: ", file != NULL ? file : cp.file, line);
+	fprintf(cp.errs, "%s:%d: ", conf_real(file), line);
 	va_start(ap, fmt);
 	vfprintf(cp.errs, fmt, ap);
 	va_end(ap);
@@ -248,7 +379,7 @@ conf_loc_add(const cfg_opt_t *opt, const char *file, int line)
 		return;
 	cp.locs = l;
 	l[cp.nlocs].opt = opt;
-	l[cp.nlocs].file = strdup(file != NULL ? file : cp.file);
+	l[cp.nlocs].file = strdup(conf_real(file));
 	l[cp.nlocs].line = line;
 	cp.nlocs++;
 }
@@ -444,22 +575,21 @@ conf_validate(cfg_t *cfg, cfg_opt_t *opt)
 static int
 conf_include(cfg_t *cfg, cfg_opt_t *opt, int argc, const char **argv)
 {
-	char	 pattern[PATH_MAX];
-	char	*slash;
-	glob_t	 g;
-	size_t	 i;
-	int	 rc;
+	char		 pattern[PATH_MAX];
+	const char	*slash, *from = conf_real(cfg->filename), *alias;
+	glob_t		 g;
+	size_t		 i;
+	int		 rc;
 
 	if (argc != 1) {
 		cfg_error(cfg, "include: expected one file name or pattern");
 		return 1;
 	}
-	if (argv[0][0] == '/' || cfg->filename == NULL ||
-	    (slash = strrchr(cfg->filename, '/')) == NULL)
+	if (argv[0][0] == '/' || (slash = strrchr(from, '/')) == NULL)
 		snprintf(pattern, sizeof(pattern), "%s", argv[0]);
 	else
 		snprintf(pattern, sizeof(pattern), "%.*s/%s",
-		    (int)(slash - cfg->filename), cfg->filename, argv[0]);
+		    (int)(slash - from), from, argv[0]);
 	rc = glob(pattern, GLOB_ERR, NULL, &g);
 	if (rc == GLOB_NOMATCH) {
 		/* An empty pool.d/ is fine; a missing single file is not. */
@@ -474,11 +604,18 @@ conf_include(cfg_t *cfg, cfg_opt_t *opt, int argc, const char **argv)
 		return 1;
 	}
 	/* libconfuse stacks includes: push the last match first. */
-	for (i = g.gl_pathc; i-- > 0;)
-		if (cfg_lexer_include(cfg, g.gl_pathv[i]) != 0) {
+	for (i = g.gl_pathc; i-- > 0;) {
+		if ((alias = conf_open(g.gl_pathv[i])) == NULL) {
+			cfg_error(cfg, "include: %s: %s", g.gl_pathv[i],
+			    strerror(errno));
 			globfree(&g);
 			return 1;
 		}
+		if (cfg_lexer_include(cfg, alias) != 0) {
+			globfree(&g);
+			return 1;
+		}
+	}
 	globfree(&g);
 	return 0;
 }
@@ -610,7 +747,7 @@ conf_where(cfg_t *sec, const char *name, const char **file, int *line)
 		*file = l->file;
 		*line = l->line;
 	} else {
-		*file = sec->filename;
+		*file = conf_real(sec->filename);
 		*line = sec->line;
 	}
 }
@@ -633,7 +770,7 @@ conf_check_pool(cfg_t *sec, struct pool_conf *pc, const char *prefix,
 	bool		 root = geteuid() == 0;
 
 	if (pc->listen == NULL) {
-		POOL_ERR(sec, NULL, "pool %s: listen is required", pc->name);
+		POOL_ERR(sec, "listen", "pool %s: listen is required", pc->name);
 	} else {
 		char	*spec = pc->listen;
 
@@ -737,7 +874,7 @@ conf_build(cfg_t *cfg, const char *file, const char *prefix, bool allow_root)
 		struct pool_conf	*pc = &c->pools[i];
 
 		pc->name = strdup(cfg_title(sec));
-		pc->file = strdup(sec->filename);
+		pc->file = strdup(conf_real(sec->filename));
 		pc->line = sec->line;
 		conf_fill(sec, POOL, pc, prefix);
 		conf_check_pool(sec, pc, prefix, allow_root);
@@ -759,6 +896,7 @@ conf_load(const char *file, const char *prefix, bool allow_root, FILE *errs)
 	cfg_t			*cfg = NULL;
 	struct fpmd_conf	*c = NULL;
 	char			*dir = NULL, *slash;
+	const char		*alias;
 	size_t			 i;
 
 	memset(&cp, 0, sizeof(cp));
@@ -785,7 +923,12 @@ conf_load(const char *file, const char *prefix, bool allow_root, FILE *errs)
 		goto done;
 	cfg = cfg_init(opts, CFGF_NONE);
 	cfg_set_error_function(cfg, conf_cfg_error);
-	if (cfg_parse(cfg, file) != CFG_SUCCESS && cp.nerrors == 0)
+	if ((alias = conf_open(file)) == NULL) {
+		conf_err(file, 0, "cannot read the configuration: %s",
+		    strerror(errno));
+		goto done;
+	}
+	if (cfg_parse(cfg, alias) != CFG_SUCCESS && cp.nerrors == 0)
 		conf_err(file, 0, "cannot parse the configuration");
 	if (cp.nerrors > 0)
 		goto done;
@@ -802,6 +945,11 @@ done:
 	for (i = 0; i < cp.nlocs; i++)
 		free(cp.locs[i].file);
 	free(cp.locs);
+	for (i = 0; i < cp.nsrcs; i++) {
+		close(cp.srcs[i].fd);
+		free(cp.srcs[i].real);
+	}
+	free(cp.srcs);
 	free(dir);
 	memset(&cp, 0, sizeof(cp));
 	return c;

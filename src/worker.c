@@ -64,8 +64,9 @@ struct conn {
 	const uint8_t		*pend;		/* unread STDIN or DATA */
 	size_t			 pend_len;
 	enum rec_use		 pend_use;
-	bool			 dead;		/* close it, whatever keep-conn says */
-	const char		*why;		/* why it died, for the log */
+	bool			 dead;		/* nothing more can be written */
+	bool			 close;		/* close after this response */
+	const char		*why;		/* why it ended, for the log */
 };
 
 struct param {
@@ -85,6 +86,7 @@ struct fpmd_request {
 	bool			 stdin_done;
 	bool			 data_done;
 	bool			 aborted;
+	bool			 timed_out;	/* the client stalled mid-request */
 	uint64_t		 stdin_bytes;
 	/* The raw PARAMS stream, then NUL-terminated copies of each pair. */
 	uint8_t			*praw;
@@ -416,8 +418,9 @@ worker_want_met(const struct fpmd_request *r, const struct conn *c,
 }
 
 /*
- * Reads and acts on records until WANT is met.  Returns 0, or -1 when the
- * connection is finished (c->why says why; NULL for a clean close).
+ * Reads and acts on records until WANT is met.  Returns 0; -1 when the
+ * connection is finished (c->why says why; NULL for a clean close); -2
+ * when the client sent nothing for TIMEOUT_MS (we may still answer).
  * QUIT_OK lets a graceful stop end the wait (between requests only).
  */
 static int
@@ -464,9 +467,13 @@ worker_pump(struct worker_ctx *w, struct fpmd_request *r, enum want want,
 			rc = worker_wait(c->fd, POLLIN, timeout_ms, quit_ok);
 			if (rc == 1)
 				continue;
-			c->why = rc == -1 ? "poll failed" : quit_ok ? NULL :
-			    "read timed out";
-			return -1;
+			if (rc == -1) {
+				c->why = "poll failed";
+				return -1;
+			}
+			c->why = quit_ok ? NULL : "read timed out";
+			c->close = true;
+			return -2;
 		}
 		switch (ev) {
 		case FCGI_EV_NEED_MORE:
@@ -656,7 +663,12 @@ worker_request(struct worker_ctx *w, struct fpmd_request *r)
 	int			 rc;
 
 	worker_slot_state(w, SB_READING);
-	if (worker_pump(w, r, WANT_PARAMS, pc->read_timeout_ms, false) == -1)
+	rc = worker_pump(w, r, WANT_PARAMS, pc->read_timeout_ms, false);
+	if (rc == -2) {
+		worker_error_response(r, "408 Request Timeout");
+		worker_finish(r, 1);
+	}
+	if (rc != 0)
 		return;
 	if (r->aborted) {
 		worker_end_request(c, r->id, 0, FCGI_REQUEST_COMPLETE,
@@ -679,7 +691,9 @@ worker_request(struct worker_ctx *w, struct fpmd_request *r)
 	}
 	worker_slot_request(w, r);
 	rc = w->handler->handle(&handler_host, r, w->handler_data);
-	if (rc == -1 && !c->dead)
+	if (rc == -1 && r->timed_out)
+		worker_error_response(r, "408 Request Timeout");
+	else if (rc == -1 && !r->aborted)
 		worker_error_response(r, "500 Internal Server Error");
 	worker_slot_state(w, SB_FINISHING);
 	worker_finish(r, rc == -1 ? 1 : 0);
@@ -691,6 +705,7 @@ worker_request_reset(struct fpmd_request *r)
 	r->active = false;
 	r->params_done = r->params_too_big = false;
 	r->stdin_done = r->data_done = r->aborted = false;
+	r->timed_out = false;
 	r->stdin_bytes = 0;
 	r->praw_len = 0;
 	r->nparams = 0;
@@ -734,7 +749,7 @@ worker_serve(struct worker_ctx *w, struct conn *c, struct fpmd_request *r,
 	fcgi_parser_init(&c->parser);
 	c->rpos = c->rlen = 0;
 	c->pend_len = 0;
-	c->dead = false;
+	c->dead = c->close = false;
 	c->why = NULL;
 	r->c = c;
 	for (;;) {
@@ -742,7 +757,7 @@ worker_serve(struct worker_ctx *w, struct conn *c, struct fpmd_request *r,
 		if (!first)
 			worker_slot_state(w, SB_KEEPALIVE);
 		if (worker_pump(w, r, WANT_BEGIN, first ? pc->read_timeout_ms :
-		    pc->keepalive_timeout_ms, !first) == -1)
+		    pc->keepalive_timeout_ms, !first) != 0)
 			break;
 		worker_request(w, r);
 		if (r->active && r->params_done)
@@ -751,7 +766,7 @@ worker_serve(struct worker_ctx *w, struct conn *c, struct fpmd_request *r,
 		w->slot->requests = (uint64_t)*served;
 		sb_slot_end(w->slot);
 		linger = !r->stdin_done;
-		if (c->dead || !r->keep_conn || worker_quit ||
+		if (c->dead || c->close || !r->keep_conn || worker_quit ||
 		    (w->max_requests > 0 && *served >= w->max_requests))
 			break;
 		first = false;
@@ -872,11 +887,17 @@ host_read_stream(struct fpmd_request *r, void *buf, size_t len,
 
 	if (len == 0)
 		return 0;
-	if (c->dead || r->aborted)
+	if (c->dead || r->aborted || r->timed_out)
 		return -1;
 	if (!(c->pend_len > 0 && c->pend_use == use)) {
-		if (worker_pump(r->w, r, want,
-		    r->w->pool->conf->read_timeout_ms, false) == -1) {
+		switch (worker_pump(r->w, r, want,
+		    r->w->pool->conf->read_timeout_ms, false)) {
+		case 0:
+			break;
+		case -2:
+			r->timed_out = true;
+			return -1;
+		default:
 			c->dead = true;
 			return -1;
 		}
@@ -963,7 +984,7 @@ host_flush(struct fpmd_request *r)
 static int
 host_aborted(struct fpmd_request *r)
 {
-	return r->aborted || r->c->dead;
+	return r->aborted || r->timed_out || r->c->dead;
 }
 
 static void

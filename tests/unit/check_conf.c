@@ -100,6 +100,10 @@ static const struct {
 	    "f.conf:5: unexpected closing brace" },
 	{ POOL_HEAD "  listen 9000\n}\n", "f.conf:3: " },
 	{ "", "f.conf:1: no pool is defined" },
+	/* libconfuse 3.3 miscounts lines after comments: conf.c strips them. */
+	{ "# one\n// two\n/* three\n four */\n" POOL_HEAD
+	    "  listen = \"a#b.sock\" # trailing\n  pm.max_children = 0\n}\n",
+	    "f.conf:8: pm.max_children" },
 	{ "include(\"missing.conf\")\n" POOL_HEAD "  listen = 9000\n}\n",
 	    "missing.conf: no such file" },
 };
