@@ -29,7 +29,10 @@
 
 extern char **environ;
 
-/* Closes every fd but 0-2, the pool's socket and the log. */
+/*
+ * Closes every fd but 0-2, the pool's socket, the log and the eventfd that
+ * wakes the master.
+ */
 static void
 child_close_fds(const struct pool *p)
 {
@@ -37,6 +40,7 @@ child_close_fds(const struct pool *p)
 	struct dirent	*de;
 	long		 fd;
 	int		 keep1 = p->listen_fd, keep2 = log_fd();
+	int		 keep3 = p->wake_fd;
 
 	if ((d = opendir("/proc/self/fd")) == NULL) {
 		log_warn("opendir /proc/self/fd");
@@ -45,7 +49,8 @@ child_close_fds(const struct pool *p)
 	while ((de = readdir(d)) != NULL) {
 		if (parse_long(de->d_name, 3, INT_MAX, &fd) == -1)
 			continue;
-		if (fd == keep1 || fd == keep2 || fd == dirfd(d))
+		if (fd == keep1 || fd == keep2 || fd == keep3 ||
+		    fd == dirfd(d))
 			continue;
 		close((int)fd);
 	}
@@ -69,21 +74,6 @@ child_signals(void)
 }
 
 static int
-child_rlimit(int resource, long value, const char *name)
-{
-	struct rlimit	 rl;
-
-	if (value == 0)
-		return 0;
-	rl.rlim_cur = rl.rlim_max = value < 0 ? RLIM_INFINITY : (rlim_t)value;
-	if (setrlimit(resource, &rl) == -1) {
-		log_warn("setrlimit(%s, %ld)", name, value);
-		return -1;
-	}
-	return 0;
-}
-
-static int
 child_env(const struct pool_conf *pc)
 {
 	size_t	 i;
@@ -96,15 +86,41 @@ child_env(const struct pool_conf *pc)
 	return 0;
 }
 
+static int
+child_chdir_dumpable(const struct pool_conf *pc)
+{
+	if (pc->chdir != NULL && chdir(pc->chdir) == -1) {
+		log_warn("chdir(%s)", pc->chdir);
+		return -1;
+	}
+	/*
+	 * The kernel clears "dumpable" when the uid changes; as PHP-FPM,
+	 * process.dumpable = yes sets it again, no leaves it alone.
+	 */
+	if (pc->dumpable && prctl(PR_SET_DUMPABLE, 1) == -1) {
+		log_warn("prctl(PR_SET_DUMPABLE)");
+		return -1;
+	}
+	return 0;
+}
+
 /* Confinement and the privilege drop, in the only safe order. */
 static int
 child_drop(const struct pool_conf *pc)
 {
 	bool	 root = geteuid() == 0;
 
-	if (child_rlimit(RLIMIT_NOFILE, pc->rlimit_files, "rlimit_files") == -1
-	    || child_rlimit(RLIMIT_CORE, pc->rlimit_core, "rlimit_core") == -1)
+	if (rlimit_apply(RLIMIT_NOFILE, pc->rlimit_files) == -1) {
+		log_warn("setrlimit(rlimit_files = %ld)", pc->rlimit_files);
 		return -1;
+	}
+	if (rlimit_apply(RLIMIT_CORE, pc->rlimit_core) == -1) {
+		log_warn("setrlimit(rlimit_core = %ld)", pc->rlimit_core);
+		return -1;
+	}
+	/* As PHP-FPM: identity, chroot and priority need root. */
+	if (!root)
+		return child_chdir_dumpable(pc);
 	if (pc->priority != INT_MIN && setpriority(PRIO_PROCESS, 0,
 	    pc->priority) == -1) {
 		log_warn("setpriority(%d)", pc->priority);
@@ -115,7 +131,7 @@ child_drop(const struct pool_conf *pc)
 		log_warn("chroot(%s)", pc->chroot);
 		return -1;
 	}
-	if (root && pc->user != NULL) {
+	if (pc->user != NULL) {
 		if (initgroups(pc->user, pc->gid) == -1 ||
 		    setresgid(pc->gid, pc->gid, pc->gid) == -1 ||
 		    setresuid(pc->uid, pc->uid, pc->uid) == -1) {
@@ -129,15 +145,7 @@ child_drop(const struct pool_conf *pc)
 			return -1;
 		}
 	}
-	if (pc->chdir != NULL && chdir(pc->chdir) == -1) {
-		log_warn("chdir(%s)", pc->chdir);
-		return -1;
-	}
-	if (prctl(PR_SET_DUMPABLE, pc->dumpable ? 1 : 0) == -1) {
-		log_warn("prctl(PR_SET_DUMPABLE)");
-		return -1;
-	}
-	return 0;
+	return child_chdir_dumpable(pc);
 }
 
 static void __attribute__((noreturn))
@@ -155,11 +163,7 @@ child_main(struct pool *p, struct sb_slot *slot, pid_t master)
 	child_close_fds(p);
 
 	sb_slot_begin(slot);
-	memset((char *)slot + sizeof(slot->seq), 0,
-	    sizeof(*slot) - sizeof(slot->seq));
 	slot->pid = getpid();
-	slot->state = SB_IDLE;
-	slot->started = now_real();
 	sb_slot_end(slot);
 
 	if (child_drop(pc) == -1 || child_env(pc) == -1)
@@ -198,6 +202,13 @@ child_spawn(struct pool *p)
 		log_warnx("[pool %s] no free scoreboard slot", p->conf->name);
 		return NULL;
 	}
+	/* No worker owns the slot yet: the master may write it. */
+	sb_slot_begin(&p->sb->slots[slot]);
+	memset((char *)&p->sb->slots[slot] + sizeof(uint32_t), 0,
+	    sizeof(struct sb_slot) - sizeof(uint32_t));
+	p->sb->slots[slot].state = SB_STARTING;
+	p->sb->slots[slot].started = now_real();
+	sb_slot_end(&p->sb->slots[slot]);
 	if ((c = calloc(1, sizeof(*c))) == NULL) {
 		log_warn("[pool %s] cannot spawn a child", p->conf->name);
 		return NULL;
@@ -223,7 +234,7 @@ child_spawn(struct pool *p)
 	return c;
 }
 
-void
+int
 child_reaped(struct child *c, int status)
 {
 	struct pool	*p = c->pool;
@@ -231,6 +242,19 @@ child_reaped(struct child *c, int status)
 	bool		 asked = (c->flags & (CHILD_QUIT_SENT |
 			    CHILD_TERM_SENT | CHILD_KILL_SENT)) != 0;
 	char		 how[64];
+	struct sb_slot	 s;
+	int		 sig = 0;
+
+	/* It counted itself idle: take it back, the hint stays right. */
+	sb_slot_read(&p->sb->slots[c->slot], &s);
+	if (s.state == SB_IDLE)
+		__atomic_sub_fetch(&p->sb->pool->idle_hint, 1,
+		    __ATOMIC_RELAXED);
+	if (!asked && WIFSIGNALED(status))
+		sig = WTERMSIG(status);
+	if (!(c->flags & CHILD_RETIRED) && !(WIFEXITED(status) &&
+	    WEXITSTATUS(status) == 0 && s.state == SB_ENDING))
+		p->sb->pool->respawns++;
 
 	if (WIFSIGNALED(status))
 		snprintf(how, sizeof(how), "on signal %d (SIG%s)",
@@ -264,4 +288,5 @@ child_reaped(struct child *c, int status)
 	TAILQ_REMOVE(&p->children, c, entry);
 	p->nchildren--;
 	free(c);
+	return sig;
 }

@@ -44,6 +44,7 @@ enum dtype {
 	D_MODE,		/* unsigned int, octal */
 	D_LOGLEVEL,	/* int, a syslog priority */
 	D_PM,		/* enum pm_style */
+	D_RLIMIT,	/* long: RLIMIT_UNSET, RLIMIT_UNLIMITED or a value */
 	D_LIST,		/* a list of strings */
 	D_KV		/* a free-form { key = value } section */
 };
@@ -81,17 +82,18 @@ static const struct directive conf_directives[] = {
 	{ "syslog.facility", GLOBAL, D_STR, NOOFF, 0, "daemon", 0, 0,
 	    UNSUPPORTED },
 	{ "syslog.ident", GLOBAL, D_STR, NOOFF, 0, "fpmd", 0, 0, UNSUPPORTED },
-	{ "emergency_restart_threshold", GLOBAL, D_LONG, NOOFF, 0, "0", 0,
-	    0, UNSUPPORTED },
-	{ "emergency_restart_interval", GLOBAL, D_DURATION, NOOFF, 0, "0", 0,
-	    0, UNSUPPORTED },
+	{ "emergency_restart_threshold", GLOBAL, D_LONG,
+	    G(emergency_restart_threshold), 0, "0", 0, 1000000, 0 },
+	{ "emergency_restart_interval", GLOBAL, D_DURATION,
+	    G(emergency_restart_interval_ms), 0, "0", 0, 0, 0 },
 	{ "process_control_timeout", GLOBAL, D_DURATION,
 	    G(process_control_timeout_ms), 0, "10s", 0, 0, 0 },
-	{ "process.max", GLOBAL, D_LONG, NOOFF, 0, "0", 0, 0, UNSUPPORTED },
+	{ "process.max", GLOBAL, D_LONG, G(process_max), 0, "0", 0, 1000000,
+	    0 },
 	{ "daemonize", GLOBAL, D_BOOL, G(daemonize), 0, "no", 0, 0, 0 },
-	{ "rlimit_files", GLOBAL, D_LONG, G(rlimit_files), 0, "0", 0,
+	{ "rlimit_files", GLOBAL, D_RLIMIT, G(rlimit_files), 0, "", 1,
 	    INT_MAX, 0 },
-	{ "rlimit_core", GLOBAL, D_LONG, G(rlimit_core), 0, "0", -1,
+	{ "rlimit_core", GLOBAL, D_RLIMIT, G(rlimit_core), 0, "", 0,
 	    LONG_MAX, 0 },
 	{ "systemd_interval", GLOBAL, D_DURATION, NOOFF, 0, "10s", 0, 0,
 	    UNSUPPORTED },
@@ -139,14 +141,14 @@ static const struct directive conf_directives[] = {
 	{ "slowlog", POOL, D_PATH, NOOFF, 0, "", 0, 0, UNSUPPORTED },
 	{ "request_slowlog_timeout", POOL, D_DURATION, NOOFF, 0, "0", 0, 0,
 	    UNSUPPORTED },
-	{ "request_terminate_timeout", POOL, D_DURATION, NOOFF, 0, "0", 0, 0,
-	    UNSUPPORTED },
-	{ "request_terminate_timeout_track_finished", POOL, D_BOOL, NOOFF, 0,
-	    "no", 0, 0, UNSUPPORTED },
-	{ "rlimit_files", POOL, D_LONG, P(rlimit_files), 0, "0", 0, INT_MAX,
-	    0 },
-	{ "rlimit_core", POOL, D_LONG, P(rlimit_core), 0, "0", -1, LONG_MAX,
-	    0 },
+	{ "request_terminate_timeout", POOL, D_DURATION,
+	    P(request_terminate_timeout_ms), 0, "0", 0, 0, 0 },
+	{ "request_terminate_timeout_track_finished", POOL, D_BOOL,
+	    P(request_terminate_timeout_track_finished), 0, "no", 0, 0, 0 },
+	{ "rlimit_files", POOL, D_RLIMIT, P(rlimit_files), 0, "", 1,
+	    INT_MAX, 0 },
+	{ "rlimit_core", POOL, D_RLIMIT, P(rlimit_core), 0, "", 0,
+	    LONG_MAX, 0 },
 	{ "process.priority", POOL, D_INT, P(priority), 0, "", -19, 20, 0 },
 	{ "process.dumpable", POOL, D_BOOL, P(dumpable), 0, "no", 0, 0, 0 },
 	{ "catch_workers_output", POOL, D_BOOL, NOOFF, 0, "no", 0, 0,
@@ -529,13 +531,21 @@ conf_value(const struct directive *d, const char *s, void *dst, char *buf,
 			    "ondemand, got \"%s\"", s);
 			return buf;
 		}
-		if (pm != PM_STATIC) {
-			snprintf(buf, buflen, "pm = %s is not supported yet "
-			    "(only static)", s);
+		if (dst != NULL)
+			*(enum pm_style *)dst = pm;
+		return NULL;
+	case D_RLIMIT:
+		if (*s == '\0')
+			l = RLIMIT_UNSET;
+		else if (strcmp(s, "unlimited") == 0)
+			l = RLIMIT_UNLIMITED;
+		else if (parse_long(s, d->min, d->max, &l) == -1) {
+			snprintf(buf, buflen, "expected \"unlimited\" or an "
+			    "integer from %ld, got \"%s\"", d->min, s);
 			return buf;
 		}
 		if (dst != NULL)
-			*(enum pm_style *)dst = pm;
+			*(long *)dst = l;
 		return NULL;
 	case D_LIST:
 	case D_KV:
@@ -555,6 +565,9 @@ conf_validate(cfg_t *cfg, cfg_opt_t *opt)
 	d = conf_directive(opt->name, strcmp(cfg->name, "pool") == 0 ?
 	    POOL : GLOBAL);
 	if (d == NULL)
+		return 0;
+	/* A list calls this once per item: check it once. */
+	if (d->type == D_LIST && conf_loc(opt) != NULL)
 		return 0;
 	conf_loc_add(opt, cfg->filename, cfg->line);
 	if (d->flags & UNSUPPORTED) {
@@ -760,6 +773,52 @@ conf_where(cfg_t *sec, const char *name, const char **file, int *line)
 	conf_err(f_, l_, __VA_ARGS__);					\
 } while (0)
 
+/* The combinations PHP-FPM refuses, with its defaults. */
+static void
+conf_check_pm(cfg_t *sec, struct pool_conf *pc)
+{
+	if (pc->pm == PM_DYNAMIC) {
+		if (pc->min_spare_servers < 1)
+			POOL_ERR(sec, "pm.min_spare_servers", "pool %s: "
+			    "pm = dynamic needs pm.min_spare_servers >= 1",
+			    pc->name);
+		if (pc->max_spare_servers < 1)
+			POOL_ERR(sec, "pm.max_spare_servers", "pool %s: "
+			    "pm = dynamic needs pm.max_spare_servers >= 1",
+			    pc->name);
+		if (pc->min_spare_servers > pc->max_spare_servers)
+			POOL_ERR(sec, "pm.min_spare_servers",
+			    "pm.min_spare_servers (%d) must not exceed "
+			    "pm.max_spare_servers (%d)", pc->min_spare_servers,
+			    pc->max_spare_servers);
+		if (pc->max_spare_servers > pc->max_children)
+			POOL_ERR(sec, "pm.max_spare_servers",
+			    "pm.max_spare_servers (%d) must not exceed "
+			    "pm.max_children (%d)", pc->max_spare_servers,
+			    pc->max_children);
+		if (pc->start_servers != 0 &&
+		    (pc->start_servers < pc->min_spare_servers ||
+		    pc->start_servers > pc->max_spare_servers))
+			POOL_ERR(sec, "pm.start_servers",
+			    "pm.start_servers (%d) must lie between "
+			    "pm.min_spare_servers (%d) and pm.max_spare_servers "
+			    "(%d)", pc->start_servers, pc->min_spare_servers,
+			    pc->max_spare_servers);
+	} else {
+		if (pc->start_servers != 0)
+			POOL_ERR(sec, "pm.start_servers", "pm.start_servers "
+			    "applies to pm = dynamic only");
+		if (pc->min_spare_servers != 0 || pc->max_spare_servers != 0)
+			POOL_ERR(sec, pc->min_spare_servers != 0 ?
+			    "pm.min_spare_servers" : "pm.max_spare_servers",
+			    "pm.min_spare_servers and pm.max_spare_servers "
+			    "apply to pm = dynamic only");
+	}
+	if (pc->pm == PM_ONDEMAND && pc->process_idle_timeout_ms < 1000)
+		POOL_ERR(sec, "pm.process_idle_timeout",
+		    "pm.process_idle_timeout must be at least 1s");
+}
+
 static void
 conf_check_pool(cfg_t *sec, struct pool_conf *pc, const char *prefix,
     bool allow_root)
@@ -845,6 +904,7 @@ conf_check_pool(cfg_t *sec, struct pool_conf *pc, const char *prefix,
 	if (pc->max_requests_jitter > 0 && pc->max_requests == 0)
 		POOL_ERR(sec, "pm.max_requests_jitter",
 		    "pm.max_requests_jitter needs pm.max_requests");
+	conf_check_pm(sec, pc);
 }
 
 static struct fpmd_conf *
@@ -860,6 +920,21 @@ conf_build(cfg_t *cfg, const char *file, const char *prefix, bool allow_root)
 	conf_fill(cfg, GLOBAL, c, prefix);
 	if (c->error_log == NULL)
 		c->error_log = strdup("stderr");
+	{
+		const char		*f;
+		int			 l;
+		const struct loc	*loc;
+		cfg_opt_t		*o = cfg_getopt(cfg, "error_log");
+
+		loc = o != NULL ? conf_loc(o) : NULL;
+		f = loc != NULL ? loc->file : file;
+		l = loc != NULL ? loc->line : 1;
+		if (o != NULL && o->nvalues > 0 &&
+		    (strcmp(cfg_opt_getnstr(o, 0), "syslog") == 0 ||
+		    strcmp(cfg_opt_getnstr(o, 0), "journal") == 0))
+			conf_err(f, l, "error_log: %s is not supported yet "
+			    "(stderr or a file)", cfg_opt_getnstr(o, 0));
+	}
 
 	c->npools = cfg_size(cfg, "pool");
 	if (c->npools == 0)
@@ -1068,6 +1143,14 @@ conf_print_scope(FILE *fp, enum dscope scope, const void *base,
 		case D_PM:
 			fprintf(fp, "%s", pm_style_name(
 			    *(const enum pm_style *)src));
+			break;
+		case D_RLIMIT:
+			if (*(const long *)src == RLIMIT_UNSET)
+				fprintf(fp, "\"\"");
+			else if (*(const long *)src == RLIMIT_UNLIMITED)
+				fprintf(fp, "unlimited");
+			else
+				fprintf(fp, "%ld", *(const long *)src);
 			break;
 		case D_LIST:
 		case D_KV:

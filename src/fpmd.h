@@ -40,6 +40,11 @@ int	 parse_size(const char *, uint64_t *out);
 const char *signal_name(int);
 /* strlcpy as in OpenBSD: always NUL-terminates, returns strlen(src). */
 size_t	 strlcpy_(char *dst, const char *src, size_t size);
+/* rlimit_files and rlimit_core: not set, "unlimited", or a value. */
+#define RLIMIT_UNSET		(-2L)
+#define RLIMIT_UNLIMITED	(-1L)
+/* Sets RESOURCE's soft and hard limits unless VALUE is RLIMIT_UNSET. */
+int	 rlimit_apply(int resource, long value);
 /* Makes FD close-on-exec and, with NONBLOCK, non-blocking; 0 or -1. */
 int	 fd_set_flags(int fd, bool nonblock);
 
@@ -89,6 +94,11 @@ struct pool_conf;
 int	 sock_listen(const struct pool_conf *, char *err, size_t errlen);
 /* Closes a pool's socket and removes a Unix socket's path. */
 void	 sock_close(int fd, const struct sock_addr *);
+/*
+ * The connections waiting in a listening socket's accept queue, and its
+ * backlog: TCP_INFO for TCP, sock_diag(7) for Unix sockets.  0 or -1.
+ */
+int	 sock_listen_queue(int fd, int family, int *queue, int *backlog);
 
 /* conf.c */
 enum pm_style {
@@ -132,6 +142,8 @@ struct pool_conf {
 	int64_t		 process_idle_timeout_ms;
 	long		 max_requests;
 	long		 max_requests_jitter;
+	int64_t		 request_terminate_timeout_ms;
+	bool		 request_terminate_timeout_track_finished;
 
 	char		*handler;
 	struct kv	*handler_options;
@@ -160,6 +172,9 @@ struct fpmd_conf {
 	int		 log_level;
 	int64_t		 process_control_timeout_ms;
 	bool		 daemonize;
+	long		 process_max;
+	long		 emergency_restart_threshold;
+	int64_t		 emergency_restart_interval_ms;
 	long		 rlimit_files;
 	long		 rlimit_core;
 	struct pool_conf *pools;
@@ -195,6 +210,7 @@ extern const struct fpmd_handler h_echo;
 
 /* scoreboard.c */
 enum sb_state {
+	SB_STARTING,		/* forked, not yet at its accept loop */
 	SB_IDLE,		/* at the top of the accept loop */
 	SB_READING,		/* reading the request's headers */
 	SB_RUNNING,		/* the handler is running */
@@ -202,27 +218,49 @@ enum sb_state {
 	SB_ENDING,		/* leaving: recycled or stopping */
 	SB_KEEPALIVE		/* idle on a kept connection */
 };
-#define SB_STATE_MAX	SB_KEEPALIVE
+#define SB_NSTATES	(SB_KEEPALIVE + 1)
 
+/* One worker's slot.  Written by that worker only (by the master only
+ * while no worker owns it), read by anyone through sb_slot_read(). */
 struct sb_slot {
 	uint32_t	 seq;		/* odd while the writer is in it */
 	pid_t		 pid;
 	uint32_t	 state;
+	uint32_t	 generation;
 	uint64_t	 requests;
 	double		 started;	/* realtime, when the worker started */
 	double		 req_started;	/* realtime, when the request began */
+	int64_t		 idle_since_ms;	/* monotonic, when it last became idle */
+	uint64_t	 req_duration_us;	/* the last (or current) request */
 	uint64_t	 content_length;
+	double		 last_cpu;	/* % of one CPU over the last request */
+	uint64_t	 last_memory;	/* peak RSS in bytes after it */
 	char		 method[16];
 	char		 uri[256];
 	char		 query[256];
 	char		 script[256];
+	char		 user[64];
 };
 
+/* Pool-wide counters: the first ones written by workers with atomics,
+ * the rest by the master alone. */
 struct sb_pool {
 	uint64_t	 accepted_conn;
+	int32_t		 idle_hint;	/* workers idle, as they say: a hint */
+	int32_t		 wake_threshold;	/* below this many idle, wake */
+	uint32_t	 wake_pending;	/* a wake byte is in the eventfd */
+	int32_t		 wake_fd;	/* the master's eventfd */
+	/* Master only. */
+	double		 start_time;	/* realtime */
 	uint64_t	 max_active;
 	uint64_t	 max_children_reached;
 	uint64_t	 slow_requests;
+	uint32_t	 listen_queue;
+	uint32_t	 max_listen_queue;
+	uint32_t	 listen_queue_len;
+	uint64_t	 respawns;	/* workers replaced after dying */
+	uint64_t	 kills_timeout;	/* request_terminate_timeout */
+	uint64_t	 retired;	/* idle or recycled by pm */
 };
 
 struct scoreboard {
@@ -241,20 +279,56 @@ void	 sb_slot_end(struct sb_slot *);
 /* Lock-free reader: copies a consistent snapshot of SLOT into OUT. */
 void	 sb_slot_read(const struct sb_slot *, struct sb_slot *out);
 const char *sb_state_name(enum sb_state);
+/*
+ * A worker leaves (BUSY true) or rejoins the idle workers.  Leaving wakes
+ * the master once when fewer than wake_threshold stay idle.
+ */
+void	 sb_idle_change(struct scoreboard *, bool busy);
+/* Wakes the master (once until it has read the wake). */
+void	 sb_wake(struct scoreboard *);
 
 /* pm.c */
 struct pm_counts {
 	int	total;		/* live children, including those leaving */
 	int	leaving;	/* asked to exit, not yet reaped */
-	int	idle;
+	int	starting;	/* forked, not yet accepting */
+	int	idle;		/* accepting, not leaving */
+	int	idle_expired;	/* idle for process_idle_timeout or longer */
+	int	queue;		/* connections waiting in the listen queue */
+	int	others;		/* children of all other pools (process.max) */
 };
+
+/* What pm.c remembers of a pool between two decisions. */
+struct pm_state {
+	int	spawn_rate;	/* doubles while short of workers */
+	bool	at_max;		/* in a "max_children reached" episode */
+	int64_t	last_retire_ms;
+	bool	started;	/* the start workers were forked */
+};
+
 struct pm_plan {
 	int		 spawn;
+	int		 retire;	/* idle workers to retire, longest idle first */
+	bool		 retire_expired_only;
+	bool		 reached_max;	/* a new max_children episode began */
+	int64_t		 next_ms;	/* look again in at most this long */
 	const char	*reason;
 };
-/* What a pool needs now.  Pure: no syscalls, no globals. */
-void	 pm_decide(const struct pool_conf *, const struct pm_counts *,
+
+/* How often the master looks while a pool is short of workers. */
+#define PM_FAST_TICK_MS	20
+#define PM_TICK_MS	1000
+
+/*
+ * What a pool needs now, from its configuration, its counts, the global
+ * process.max and the time.  Pure: no syscalls, no globals; ST carries
+ * the spawn rate and the episode flags from one call to the next.
+ */
+void	 pm_decide(const struct pool_conf *, long process_max,
+	    const struct pm_counts *, struct pm_state *, int64_t now,
 	    struct pm_plan *);
+/* The number of start workers: pm.start_servers, or PHP-FPM's default. */
+int	 pm_start_servers(const struct pool_conf *);
 /*
  * The respawn delay after a worker died young: 0 for the first death,
  * then doubling from 100 ms up to 30 s.  STREAK counts deaths in a row.
@@ -267,7 +341,9 @@ long	 pm_max_requests(const struct pool_conf *, uint32_t random);
 enum child_flags {
 	CHILD_QUIT_SENT = 1 << 0,	/* asked to finish and leave */
 	CHILD_TERM_SENT = 1 << 1,
-	CHILD_KILL_SENT = 1 << 2
+	CHILD_KILL_SENT = 1 << 2,
+	CHILD_RETIRED = 1 << 3,		/* pm asked it to leave: no respawn */
+	CHILD_TIMED_OUT = 1 << 4	/* killed by request_terminate_timeout */
 };
 
 struct pool;
@@ -282,16 +358,35 @@ struct child {
 };
 TAILQ_HEAD(child_list, child);
 
+/* What an epoll event of the master belongs to. */
+enum ev_kind {
+	EV_SIGNAL,
+	EV_TIMER,
+	EV_WAKE,		/* a pool's eventfd: a worker says it is short */
+	EV_LISTEN		/* an ondemand pool's socket: a connection waits */
+};
+
+struct ev_source {
+	enum ev_kind	 kind;
+	struct pool	*pool;
+};
+
 struct pool {
 	TAILQ_ENTRY(pool)	 entry;
 	struct pool_conf	*conf;
 	const struct fpmd_handler *handler;
 	struct fpmd_pool	 hpool;
 	int			 listen_fd;
+	int			 wake_fd;	/* eventfd the workers write */
+	struct ev_source	 ev_wake;
+	struct ev_source	 ev_listen;
+	bool			 listen_watched;
+	bool			 conn_waiting;	/* the listen watch fired */
 	struct scoreboard	*sb;
 	struct child_list	 children;
 	int			 nchildren;
 	bool			*slot_used;
+	struct pm_state		 pm;
 	int			 death_streak;	/* young deaths in a row */
 	int64_t			 spawn_after_ms;	/* backoff */
 };
@@ -301,9 +396,17 @@ TAILQ_HEAD(pool_list, pool);
 struct pool *pool_new(struct pool_conf *, char *err, size_t errlen);
 void	 pool_free(struct pool *);
 struct child *pool_child_by_pid(struct pool_list *, pid_t);
-void	 pool_counts(const struct pool *, struct pm_counts *);
+/* Counts the pool's children from the scoreboard, at NOW. */
+void	 pool_counts(struct pool *, int64_t now, struct pm_counts *);
 /* Sends SIG to every child of the pool not yet sent it. */
 void	 pool_signal_all(struct pool *, int sig);
+/*
+ * Asks pm.c what the pool needs and does it: forks, retires idle workers,
+ * logs.  OTHERS counts the children of the other pools (process.max).
+ * Returns how soon (ms) the pool wants to be looked at again.
+ */
+int64_t	 pool_maintain(struct pool *, long process_max, int others,
+	    int64_t now);
 
 /* child.c */
 /*
@@ -312,8 +415,11 @@ void	 pool_signal_all(struct pool *, int sig);
  * loop.  In the master, returns the new child or NULL (logged).
  */
 struct child *child_spawn(struct pool *);
-/* Accounts for a reaped child: logs, frees, updates the pool. */
-void	 child_reaped(struct child *, int status);
+/*
+ * Accounts for a reaped child: logs, frees, updates the pool.  Returns
+ * the signal that killed it when nobody asked it to die, else 0.
+ */
+int	 child_reaped(struct child *, int status);
 
 /* worker.c */
 struct worker_ctx {
@@ -322,6 +428,7 @@ struct worker_ctx {
 	const struct fpmd_handler *handler;
 	void			*handler_data;
 	long			 max_requests;
+	int64_t			 read_tmo;	/* ms; -1: no limit */
 };
 /* The request loop of a worker; returns when the worker must exit. */
 int	 worker_run(struct worker_ctx *);

@@ -65,11 +65,13 @@ daemonize(void)
 	close(fds[0]);
 	if (setsid() == -1)
 		fatal("setsid");
+	if (log_fd() == STDERR_FILENO)
+		log_warnx("error_log = stderr and -D: the launcher's stderr is "
+		    "released once ready, and later messages are lost; set "
+		    "error_log to a file");
 	if ((devnull = open("/dev/null", O_RDWR | O_CLOEXEC)) != -1) {
 		dup2(devnull, STDIN_FILENO);
 		dup2(devnull, STDOUT_FILENO);
-		if (log_fd() != STDERR_FILENO)
-			dup2(devnull, STDERR_FILENO);
 		if (devnull > STDERR_FILENO)
 			close(devnull);
 	}

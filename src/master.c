@@ -20,6 +20,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,7 +32,6 @@
 
 /* The grace between TERM and KILL on a fast stop or after a timeout. */
 #define MASTER_KILL_GRACE_MS	1000
-#define MASTER_TICK_MS		1000
 
 enum master_state {
 	MASTER_RUNNING,
@@ -52,7 +52,16 @@ static struct {
 	bool			 ready;
 	bool			 pid_written;
 	int			 ready_fd;	/* -D: tell the launcher */
-} m = { .ep = -1, .sfd = -1, .tfd = -1, .ready_fd = -1 };
+	bool			 start_failed;
+	int64_t			*crashes;	/* emergency_restart_threshold ring */
+	size_t			 ncrashes;
+	struct ev_source	 ev_signal;
+	struct ev_source	 ev_timer;
+} m = {
+	.ep = -1, .sfd = -1, .tfd = -1, .ready_fd = -1,
+	.ev_signal = { .kind = EV_SIGNAL },
+	.ev_timer = { .kind = EV_TIMER },
+};
 
 static const int master_signals[] = {
 	SIGTERM, SIGQUIT, SIGINT, SIGUSR1, SIGUSR2, SIGHUP, SIGCHLD
@@ -89,11 +98,45 @@ master_stop(enum master_state to, int sig, int64_t timeout_ms)
 	if (to <= m.state)
 		return;
 	m.state = to;
-	m.deadline = timeout_ms > 0 ? now_ms() + timeout_ms : 0;
+	m.deadline = now_ms() + timeout_ms;
 	TAILQ_FOREACH(p, &m.pools, entry)
 		pool_signal_all(p, sig);
 	if (to == MASTER_FINISHING)
 		sd_notify(0, "STOPPING=1");
+}
+
+/*
+ * emergency_restart_threshold workers dying of SIGSEGV or SIGBUS within
+ * emergency_restart_interval: something shared went bad (a library, a
+ * mapped file).  PHP-FPM restarts the master; fpmd replaces every worker
+ * of every pool, gracefully, and keeps its sockets.
+ */
+static void
+master_crash(int sig, int64_t now)
+{
+	long	 threshold = m.conf->emergency_restart_threshold;
+	size_t	 i, recent = 0;
+	struct pool *p;
+
+	if (threshold <= 0 || m.conf->emergency_restart_interval_ms <= 0 ||
+	    (sig != SIGSEGV && sig != SIGBUS))
+		return;
+	if (m.crashes == NULL &&
+	    (m.crashes = calloc((size_t)threshold, sizeof(*m.crashes))) == NULL)
+		return;
+	m.crashes[m.ncrashes++ % (size_t)threshold] = now;
+	for (i = 0; i < (size_t)threshold && i < m.ncrashes; i++)
+		if (now - m.crashes[i] <= m.conf->emergency_restart_interval_ms)
+			recent++;
+	if (recent < (size_t)threshold)
+		return;
+	log_warnx("%ld workers crashed (SIGSEGV or SIGBUS) within %lld ms: "
+	    "emergency restart of every worker", threshold,
+	    (long long)m.conf->emergency_restart_interval_ms);
+	memset(m.crashes, 0, (size_t)threshold * sizeof(*m.crashes));
+	m.ncrashes = 0;
+	TAILQ_FOREACH(p, &m.pools, entry)
+		pool_signal_all(p, SIGQUIT);
 }
 
 static void
@@ -101,14 +144,20 @@ master_reap(void)
 {
 	struct child	*c;
 	pid_t		 pid;
-	int		 status;
+	int		 status, sig;
+	bool		 young;
 
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
 		if ((c = pool_child_by_pid(&m.pools, pid)) == NULL) {
 			log_notice("reaped unknown child %ld", (long)pid);
 			continue;
 		}
-		child_reaped(c, status);
+		young = c->pool->sb->slots[c->slot].state == SB_STARTING;
+		sig = child_reaped(c, status);
+		if (!m.ready && young && !(WIFEXITED(status) &&
+		    WEXITSTATUS(status) == 0))
+			m.start_failed = true;
+		master_crash(sig, now_ms());
 	}
 }
 
@@ -174,43 +223,118 @@ master_deadline(int64_t now)
 	}
 }
 
+/*
+ * request_terminate_timeout: a worker stuck in one request is killed.  A
+ * worker idle on a kept connection is not in a request.
+ */
+static int64_t
+master_terminate_stuck(struct pool *p)
+{
+	const struct pool_conf	*pc = p->conf;
+	struct child		*c;
+	struct sb_slot		 s;
+	double			 now = now_real(), ran;
+
+	if (pc->request_terminate_timeout_ms == 0)
+		return PM_TICK_MS;
+	TAILQ_FOREACH(c, &p->children, entry) {
+		if (c->flags & (CHILD_TERM_SENT | CHILD_KILL_SENT))
+			continue;
+		sb_slot_read(&p->sb->slots[c->slot], &s);
+		if (s.state != SB_RUNNING && s.state != SB_READING &&
+		    !(s.state == SB_FINISHING &&
+		    pc->request_terminate_timeout_track_finished))
+			continue;
+		if (s.req_started == 0)
+			continue;
+		ran = now - s.req_started;
+		if (ran * 1000 < (double)pc->request_terminate_timeout_ms)
+			continue;
+		log_warnx("[pool %s] child %ld, script '%s' (request: \"%s %s%s%s"
+		    "\") execution timed out (%.3f sec), terminating", pc->name,
+		    (long)c->pid, s.script, s.method, s.uri,
+		    s.query[0] != '\0' ? "?" : "", s.query, ran);
+		if (kill(c->pid, SIGKILL) == -1)
+			log_warn("[pool %s] kill(%ld)", pc->name, (long)c->pid);
+		c->flags |= CHILD_KILL_SENT | CHILD_TIMED_OUT;
+		p->sb->pool->kills_timeout++;
+	}
+	return pc->request_terminate_timeout_ms < PM_TICK_MS ?
+	    pc->request_terminate_timeout_ms : PM_TICK_MS;
+}
+
+/* Arms (or re-arms) the one-shot watch of an ondemand pool's socket. */
+static void
+master_watch_listen(struct pool *p)
+{
+	struct epoll_event	 ev = {
+		.events = EPOLLIN | EPOLLONESHOT,
+		.data.ptr = &p->ev_listen,
+	};
+
+	if (epoll_ctl(m.ep, p->listen_watched ? EPOLL_CTL_MOD : EPOLL_CTL_ADD,
+	    p->listen_fd, &ev) == -1)
+		log_warn("[pool %s] epoll_ctl (listen watch)", p->conf->name);
+	p->listen_watched = true;
+}
+
 /* Gives each pool what pm.c says it needs; returns ms to the next need. */
 static int64_t
 master_scale(int64_t now)
 {
 	struct pool	*p;
-	struct pm_counts n;
-	struct pm_plan	 plan;
-	int64_t		 next = MASTER_TICK_MS;
-	int		 i;
+	struct child	*c;
+	struct sb_slot	 s;
+	int64_t		 next = PM_TICK_MS, n;
+	int		 total = 0, idle;
 
+	TAILQ_FOREACH(p, &m.pools, entry)
+		total += p->nchildren;
 	TAILQ_FOREACH(p, &m.pools, entry) {
-		pool_counts(p, &n);
-		pm_decide(p->conf, &n, &plan);
-		if (plan.spawn == 0)
+		n = pool_maintain(p, m.conf->process_max,
+		    total - p->nchildren, now);
+		if (n < next)
+			next = n;
+		n = master_terminate_stuck(p);
+		if (n < next)
+			next = n;
+		if (p->conf->pm != PM_ONDEMAND)
 			continue;
-		if (now < p->spawn_after_ms) {
-			if (p->spawn_after_ms - now < next)
-				next = p->spawn_after_ms - now;
-			continue;
+		/* No worker can take a connection: watch for one. */
+		idle = 0;
+		TAILQ_FOREACH(c, &p->children, entry) {
+			sb_slot_read(&p->sb->slots[c->slot], &s);
+			if (!(c->flags & CHILD_QUIT_SENT) &&
+			    (s.state == SB_IDLE || s.state == SB_STARTING))
+				idle++;
 		}
-		log_debug("[pool %s] total %d, leaving %d, idle %d: spawning "
-		    "%d (%s)", p->conf->name, n.total, n.leaving, n.idle,
-		    plan.spawn, plan.reason);
-		/* While workers die young, try one at a time. */
-		if (p->death_streak > 0)
-			plan.spawn = 1;
-		for (i = 0; i < plan.spawn; i++)
-			if (child_spawn(p) == NULL)
-				break;
+		if (idle == 0)
+			master_watch_listen(p);
 	}
 	return next;
+}
+
+static bool
+master_pools_ready(void)
+{
+	struct pool	*p;
+	struct child	*c;
+
+	TAILQ_FOREACH(p, &m.pools, entry) {
+		if (!p->pm.started)
+			return false;
+		TAILQ_FOREACH(c, &p->children, entry)
+			if (p->sb->slots[c->slot].state == SB_STARTING)
+				return false;
+	}
+	return true;
 }
 
 static void
 master_ready(void)
 {
 	char	 ok = 0;
+	int	 fd;
 
 	m.ready = true;
 	if (master_write_pid() == -1)
@@ -221,6 +345,11 @@ master_ready(void)
 		(void)write(m.ready_fd, &ok, 1);
 		close(m.ready_fd);
 		m.ready_fd = -1;
+		/* Detached: let go of the launcher's stderr too. */
+		if ((fd = open("/dev/null", O_WRONLY | O_CLOEXEC)) != -1) {
+			dup3(fd, STDERR_FILENO, 0);
+			close(fd);
+		}
 	}
 }
 
@@ -253,7 +382,6 @@ static int
 master_setup(void)
 {
 	struct epoll_event	 ev = { .events = EPOLLIN };
-	struct rlimit		 rl;
 	sigset_t		 set;
 	size_t			 i;
 	struct pool		*p;
@@ -274,30 +402,21 @@ master_setup(void)
 		log_error("cannot set up the event loop");
 		return -1;
 	}
-	ev.data.fd = m.sfd;
+	ev.data.ptr = &m.ev_signal;
 	if (epoll_ctl(m.ep, EPOLL_CTL_ADD, m.sfd, &ev) == -1) {
 		log_error("epoll_ctl");
 		return -1;
 	}
-	ev.data.fd = m.tfd;
+	ev.data.ptr = &m.ev_timer;
 	if (epoll_ctl(m.ep, EPOLL_CTL_ADD, m.tfd, &ev) == -1) {
 		log_error("epoll_ctl");
 		return -1;
 	}
 
-	if (m.conf->rlimit_files > 0) {
-		rl.rlim_cur = rl.rlim_max = (rlim_t)m.conf->rlimit_files;
-		if (setrlimit(RLIMIT_NOFILE, &rl) == -1)
-			log_warn("setrlimit(rlimit_files = %ld)",
-			    m.conf->rlimit_files);
-	}
-	if (m.conf->rlimit_core != 0) {
-		rl.rlim_cur = rl.rlim_max = m.conf->rlimit_core < 0 ?
-		    RLIM_INFINITY : (rlim_t)m.conf->rlimit_core;
-		if (setrlimit(RLIMIT_CORE, &rl) == -1)
-			log_warn("setrlimit(rlimit_core = %ld)",
-			    m.conf->rlimit_core);
-	}
+	if (rlimit_apply(RLIMIT_NOFILE, m.conf->rlimit_files) == -1)
+		log_warn("setrlimit(rlimit_files = %ld)", m.conf->rlimit_files);
+	if (rlimit_apply(RLIMIT_CORE, m.conf->rlimit_core) == -1)
+		log_warn("setrlimit(rlimit_core = %ld)", m.conf->rlimit_core);
 
 	TAILQ_INIT(&m.pools);
 	for (i = 0; i < m.conf->npools; i++) {
@@ -307,13 +426,24 @@ master_setup(void)
 			return -1;
 		}
 		TAILQ_INSERT_TAIL(&m.pools, p, entry);
+		ev.data.ptr = &p->ev_wake;
+		if (epoll_ctl(m.ep, EPOLL_CTL_ADD, p->wake_fd, &ev) == -1) {
+			log_error("epoll_ctl");
+			return -1;
+		}
+		if (p->conf->pm == PM_DYNAMIC && p->conf->start_servers == 0)
+			log_notice("[pool %s] pm.start_servers is not set: "
+			    "starting %d workers", p->conf->name,
+			    pm_start_servers(p->conf));
 		log_notice("[pool %s] listening on %s, pm = %s, "
 		    "max_children = %d, handler = %s", p->conf->name,
 		    p->conf->addr.text, pm_style_name(p->conf->pm),
 		    p->conf->max_children, p->conf->handler);
-		if (geteuid() != 0 && p->conf->user != NULL)
-			log_notice("[pool %s] not running as root: user and "
-			    "group are ignored", p->conf->name);
+		if (geteuid() != 0 && (p->conf->user != NULL ||
+		    p->conf->chroot != NULL || p->conf->priority != INT_MIN))
+			log_notice("[pool %s] not running as root: user, group, "
+			    "chroot and process.priority are ignored",
+			    p->conf->name);
 	}
 	return 0;
 }
@@ -337,13 +467,39 @@ master_teardown(void)
 		close(m.tfd);
 }
 
+/* Records what an event says; the loop acts after the batch. */
+static void
+master_on_event(struct ev_source *src)
+{
+	uint64_t	 v;
+
+	switch (src->kind) {
+	case EV_SIGNAL:
+		master_on_signal();
+		break;
+	case EV_TIMER:
+		while (read(m.tfd, &v, sizeof(v)) > 0)
+			;
+		break;
+	case EV_WAKE:
+		while (read(src->pool->wake_fd, &v, sizeof(v)) > 0)
+			;
+		__atomic_store_n(&src->pool->sb->pool->wake_pending, 0,
+		    __ATOMIC_RELEASE);
+		break;
+	case EV_LISTEN:
+		/* One-shot: re-armed by master_scale() while needed. */
+		src->pool->conn_waiting = true;
+		break;
+	}
+}
+
 int
 master_main(struct fpmd_conf *conf, const struct options *opts, int ready_fd)
 {
 	struct epoll_event	 evs[16];
-	uint64_t		 expirations;
 	int64_t			 now, next;
-	int			 n, i;
+	int			 n, i, rc = 0;
 
 	m.conf = conf;
 	m.opts = opts;
@@ -359,11 +515,20 @@ master_main(struct fpmd_conf *conf, const struct options *opts, int ready_fd)
 	for (;;) {
 		now = now_ms();
 		master_deadline(now);
-		next = MASTER_TICK_MS;
+		next = PM_TICK_MS;
+		if (m.start_failed && !m.ready) {
+			log_errorx("workers fail at start: giving up (see "
+			    "above why)");
+			rc = 1;
+			master_stop(MASTER_TERMINATING, SIGTERM,
+			    MASTER_KILL_GRACE_MS);
+		}
 		if (m.state == MASTER_RUNNING) {
 			next = master_scale(now);
-			if (!m.ready)
+			if (!m.ready && master_pools_ready())
 				master_ready();
+			else if (!m.ready && next > PM_FAST_TICK_MS)
+				next = PM_FAST_TICK_MS;
 		} else if (!master_children_left())
 			break;
 		if (m.deadline != 0 && m.deadline - now < next)
@@ -373,16 +538,11 @@ master_main(struct fpmd_conf *conf, const struct options *opts, int ready_fd)
 		n = epoll_wait(m.ep, evs, sizeof(evs) / sizeof(evs[0]), -1);
 		if (n == -1 && errno != EINTR)
 			fatal("epoll_wait");
-		for (i = 0; i < n; i++) {
-			if (evs[i].data.fd == m.sfd)
-				master_on_signal();
-			else if (evs[i].data.fd == m.tfd)
-				while (read(m.tfd, &expirations,
-				    sizeof(expirations)) > 0)
-					;
-		}
+		for (i = 0; i < n; i++)
+			master_on_event(evs[i].data.ptr);
 	}
 	log_notice("exiting, bye-bye");
 	master_teardown();
-	return 0;
+	free(m.crashes);
+	return rc;
 }

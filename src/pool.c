@@ -1,15 +1,19 @@
 /*
  * pool.c -- a pool's runtime: its listening socket, its scoreboard, its
- * handler and the list of its children.
+ * handler, the list of its children, and carrying out what pm.c decides.
  *
  * The configuration (struct pool_conf) is owned by the fpmd_conf it came
  * from; a pool only points at it.
  */
 #include "config.h"
 
+#include <sys/eventfd.h>
+
+#include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "fpmd.h"
 
@@ -24,9 +28,13 @@ pool_new(struct pool_conf *pc, char *err, size_t errlen)
 		return NULL;
 	}
 	p->conf = pc;
-	p->listen_fd = -1;
+	p->listen_fd = p->wake_fd = -1;
 	TAILQ_INIT(&p->children);
 	p->hpool.conf = pc;
+	p->ev_wake.kind = EV_WAKE;
+	p->ev_wake.pool = p;
+	p->ev_listen.kind = EV_LISTEN;
+	p->ev_listen.pool = p;
 	if ((p->handler = handler_find(pc->handler, err, errlen)) == NULL)
 		goto fail;
 	/* Room for a full pool plus as many leaving workers. */
@@ -36,6 +44,16 @@ pool_new(struct pool_conf *pc, char *err, size_t errlen)
 		snprintf(err, errlen, "cannot map the scoreboard");
 		goto fail;
 	}
+	if ((p->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) == -1) {
+		snprintf(err, errlen, "eventfd: %s", strerror(errno));
+		goto fail;
+	}
+	p->sb->pool->wake_fd = p->wake_fd;
+	/* Workers wake the master when the idle ones run short. */
+	p->sb->pool->wake_threshold = pc->pm == PM_DYNAMIC ?
+	    pc->min_spare_servers : pc->pm == PM_ONDEMAND ? 1 : 0;
+	p->sb->pool->start_time = now_real();
+	p->sb->pool->listen_queue_len = (uint32_t)pc->backlog;
 	if ((p->listen_fd = sock_listen(pc, err, errlen)) == -1)
 		goto fail;
 	return p;
@@ -56,6 +74,8 @@ pool_free(struct pool *p)
 		free(c);
 	}
 	sock_close(p->listen_fd, &p->conf->addr);
+	if (p->wake_fd != -1)
+		close(p->wake_fd);
 	sb_free(p->sb);
 	free(p->slot_used);
 	free(p);
@@ -75,10 +95,12 @@ pool_child_by_pid(struct pool_list *pools, pid_t pid)
 }
 
 void
-pool_counts(const struct pool *p, struct pm_counts *n)
+pool_counts(struct pool *p, int64_t now, struct pm_counts *n)
 {
 	const struct child	*c;
 	struct sb_slot		 s;
+	struct sb_pool		*sp = p->sb->pool;
+	int			 queue, backlog, active = 0;
 
 	memset(n, 0, sizeof(*n));
 	TAILQ_FOREACH(c, &p->children, entry) {
@@ -88,9 +110,42 @@ pool_counts(const struct pool *p, struct pm_counts *n)
 			continue;
 		}
 		sb_slot_read(&p->sb->slots[c->slot], &s);
-		if (s.state == SB_IDLE)
+		switch (s.state) {
+		case SB_STARTING:
+			n->starting++;
+			break;
+		case SB_IDLE:
 			n->idle++;
+			if (p->conf->pm == PM_ONDEMAND &&
+			    now - s.idle_since_ms >=
+			    p->conf->process_idle_timeout_ms)
+				n->idle_expired++;
+			break;
+		case SB_ENDING:
+			n->leaving++;
+			break;
+		default:
+			active++;
+			break;
+		}
 	}
+	if ((uint64_t)active > sp->max_active)
+		sp->max_active = (uint64_t)active;
+	/* A worker got to work: whatever killed the earlier ones, passed. */
+	if (n->idle + active > 0)
+		p->death_streak = 0;
+	if (sock_listen_queue(p->listen_fd, p->conf->addr.family, &queue,
+	    &backlog) == 0) {
+		n->queue = queue;
+		sp->listen_queue = (uint32_t)queue;
+		if ((uint32_t)queue > sp->max_listen_queue)
+			sp->max_listen_queue = (uint32_t)queue;
+		sp->listen_queue_len = (uint32_t)backlog;
+	}
+	/* The watch fired: a connection was there, whatever we measure. */
+	if (p->conn_waiting && n->queue == 0 && n->idle == 0)
+		n->queue = 1;
+	p->conn_waiting = false;
 }
 
 void
@@ -109,4 +164,83 @@ pool_signal_all(struct pool *p, int sig)
 			    (long)c->pid, signal_name(sig));
 		c->flags |= flag;
 	}
+}
+
+/*
+ * Asks the COUNT workers idle the longest to leave (SIGQUIT: they exit at
+ * the top of their accept loop, never with a connection unserved).  With
+ * EXPIRED_ONLY, only those idle for process_idle_timeout or longer.
+ */
+static void
+pool_retire(struct pool *p, int count, bool expired_only, int64_t now,
+    const char *why)
+{
+	struct child	*c, *oldest;
+	struct sb_slot	 s;
+	int64_t		 oldest_since;
+
+	while (count-- > 0) {
+		oldest = NULL;
+		oldest_since = INT64_MAX;
+		TAILQ_FOREACH(c, &p->children, entry) {
+			if (c->flags & CHILD_QUIT_SENT)
+				continue;
+			sb_slot_read(&p->sb->slots[c->slot], &s);
+			if (s.state != SB_IDLE || s.idle_since_ms >= oldest_since)
+				continue;
+			if (expired_only && now - s.idle_since_ms <
+			    p->conf->process_idle_timeout_ms)
+				continue;
+			oldest = c;
+			oldest_since = s.idle_since_ms;
+		}
+		if (oldest == NULL)
+			return;
+		log_debug("[pool %s] retiring child %ld, idle for %lld ms: %s",
+		    p->conf->name, (long)oldest->pid,
+		    (long long)(now - oldest_since), why);
+		if (kill(oldest->pid, SIGQUIT) == -1)
+			log_warn("[pool %s] kill(%ld, SIGQUIT)", p->conf->name,
+			    (long)oldest->pid);
+		oldest->flags |= CHILD_QUIT_SENT | CHILD_RETIRED;
+		p->sb->pool->retired++;
+	}
+}
+
+int64_t
+pool_maintain(struct pool *p, long process_max, int others, int64_t now)
+{
+	struct pm_counts	 n;
+	struct pm_plan		 plan;
+	int			 i, spawn;
+
+	pool_counts(p, now, &n);
+	n.others = others;
+	pm_decide(p->conf, process_max, &n, &p->pm, now, &plan);
+	if (plan.spawn > 0 || plan.retire > 0 || plan.reached_max)
+		log_debug("[pool %s] total %d, leaving %d, starting %d, "
+		    "idle %d, expired %d, queue %d, rate %d: spawn %d, retire "
+		    "%d (%s)", p->conf->name, n.total, n.leaving, n.starting,
+		    n.idle, n.idle_expired, n.queue, p->pm.spawn_rate,
+		    plan.spawn, plan.retire, plan.reason);
+	if (plan.reached_max) {
+		p->sb->pool->max_children_reached++;
+		log_warnx("[pool %s] server reached pm.max_children setting "
+		    "(%d), consider raising it", p->conf->name,
+		    p->conf->max_children);
+	}
+	if (plan.retire > 0)
+		pool_retire(p, plan.retire, plan.retire_expired_only, now,
+		    plan.reason);
+
+	spawn = plan.spawn;
+	if (spawn > 0 && now < p->spawn_after_ms)
+		return p->spawn_after_ms - now;
+	/* While workers die young, one at a time. */
+	if (spawn > 0 && p->death_streak > 0)
+		spawn = 1;
+	for (i = 0; i < spawn; i++)
+		if (child_spawn(p) == NULL)
+			break;
+	return plan.next_ms;
 }

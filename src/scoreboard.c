@@ -13,6 +13,7 @@
 #include <sys/mman.h>
 
 #include <stdlib.h>
+#include <unistd.h>
 #include <string.h>
 
 #include "fpmd.h"
@@ -34,6 +35,7 @@ sb_new(size_t nslots)
 		return NULL;
 	}
 	sb->pool = mem;
+	sb->pool->wake_fd = -1;
 	sb->slots = (struct sb_slot *)((char *)mem + sizeof(struct sb_pool));
 	sb->nslots = nslots;
 	sb->maplen = len;
@@ -76,10 +78,39 @@ sb_slot_read(const struct sb_slot *s, struct sb_slot *out)
 	} while (before != after);
 }
 
+void
+sb_idle_change(struct scoreboard *sb, bool busy)
+{
+	struct sb_pool	*p = sb->pool;
+	int32_t		 idle;
+
+	if (!busy) {
+		__atomic_add_fetch(&p->idle_hint, 1, __ATOMIC_RELAXED);
+		return;
+	}
+	idle = __atomic_sub_fetch(&p->idle_hint, 1, __ATOMIC_RELAXED);
+	if (idle < p->wake_threshold)
+		sb_wake(sb);
+}
+
+void
+sb_wake(struct scoreboard *sb)
+{
+	struct sb_pool	*p = sb->pool;
+	uint64_t	 one = 1;
+
+	/* One write wakes the master; it clears wake_pending as it reads. */
+	if (p->wake_fd != -1 &&
+	    !__atomic_exchange_n(&p->wake_pending, 1, __ATOMIC_ACQ_REL))
+		(void)write(p->wake_fd, &one, sizeof(one));
+}
+
 const char *
 sb_state_name(enum sb_state st)
 {
 	switch (st) {
+	case SB_STARTING:
+		return "Starting";
 	case SB_IDLE:
 		return "Idle";
 	case SB_READING:

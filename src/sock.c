@@ -10,6 +10,11 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <linux/sock_diag.h>
+#include <linux/unix_diag.h>
+#include <netinet/tcp.h>
 #include <arpa/inet.h>
 #include <errno.h>
 #include <stdlib.h>
@@ -202,4 +207,79 @@ sock_close(int fd, const struct sock_addr *a)
 	close(fd);
 	if (a->family == AF_UNIX)
 		unlink(a->text);
+}
+
+/* The accept queue of a listening Unix socket, through sock_diag(7). */
+static int
+sock_unix_queue(int fd, int *queue, int *backlog)
+{
+	struct {
+		struct nlmsghdr		nlh;
+		struct unix_diag_req	req;
+	} msg;
+	union {
+		struct nlmsghdr	 nlh;
+		char		 buf[8192];
+	} resp;
+	struct stat		 st;
+	struct nlmsghdr		*h;
+	struct unix_diag_msg	*um;
+	struct rtattr		*rta;
+	struct unix_diag_rqlen	*rq;
+	ssize_t			 n;
+	int			 nl, rc = -1, len;
+
+	if (fstat(fd, &st) == -1)
+		return -1;
+	nl = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+	if (nl == -1)
+		return -1;
+	memset(&msg, 0, sizeof(msg));
+	msg.nlh.nlmsg_len = sizeof(msg);
+	msg.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+	msg.nlh.nlmsg_flags = NLM_F_REQUEST;
+	msg.req.sdiag_family = AF_UNIX;
+	msg.req.udiag_states = 1 << TCP_LISTEN;
+	msg.req.udiag_ino = (uint32_t)st.st_ino;
+	msg.req.udiag_show = UDIAG_SHOW_RQLEN;
+	msg.req.udiag_cookie[0] = msg.req.udiag_cookie[1] = ~0u;
+	if (send(nl, &msg, sizeof(msg), 0) != (ssize_t)sizeof(msg))
+		goto done;
+	if ((n = recv(nl, &resp, sizeof(resp), 0)) <= 0)
+		goto done;
+	for (h = &resp.nlh; NLMSG_OK(h, (size_t)n); h = NLMSG_NEXT(h, n)) {
+		if (h->nlmsg_type != SOCK_DIAG_BY_FAMILY)
+			break;
+		um = NLMSG_DATA(h);
+		len = (int)(h->nlmsg_len - NLMSG_LENGTH(sizeof(*um)));
+		for (rta = (struct rtattr *)(um + 1); RTA_OK(rta, len);
+		    rta = RTA_NEXT(rta, len)) {
+			if (rta->rta_type != UNIX_DIAG_RQLEN)
+				continue;
+			rq = RTA_DATA(rta);
+			*queue = (int)rq->udiag_rqueue;
+			*backlog = (int)rq->udiag_wqueue;
+			rc = 0;
+		}
+		break;
+	}
+done:
+	close(nl);
+	return rc;
+}
+
+int
+sock_listen_queue(int fd, int family, int *queue, int *backlog)
+{
+	struct tcp_info	 ti;
+	socklen_t	 len = sizeof(ti);
+
+	if (family == AF_UNIX)
+		return sock_unix_queue(fd, queue, backlog);
+	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == -1)
+		return -1;
+	/* On a listening socket: the accept queue and its limit. */
+	*queue = (int)ti.tcpi_unacked;
+	*backlog = (int)ti.tcpi_sacked;
+	return 0;
 }

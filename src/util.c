@@ -6,6 +6,8 @@
  */
 #include "config.h"
 
+#include <sys/resource.h>
+
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -120,6 +122,18 @@ strlcpy_(char *dst, const char *src, size_t size)
 		dst[n] = '\0';
 	}
 	return len;
+}
+
+int
+rlimit_apply(int resource, long value)
+{
+	struct rlimit	 rl;
+
+	if (value == RLIMIT_UNSET)
+		return 0;
+	rl.rlim_cur = rl.rlim_max = value == RLIMIT_UNLIMITED ?
+	    RLIM_INFINITY : (rlim_t)value;
+	return setrlimit(resource, &rl);
 }
 
 int

@@ -15,6 +15,7 @@
 #include "config.h"
 
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/uio.h>
 
 #include <errno.h>
@@ -112,9 +113,9 @@ worker_on_quit(int sig)
 }
 
 /*
- * Waits until FD is ready for EVENTS, at most TIMEOUT_MS.  With QUIT_OK a
- * graceful stop interrupts the wait.  Returns 1 ready, 0 timed out or
- * interrupted by a stop, -1 on error.
+ * Waits until FD is ready for EVENTS, at most TIMEOUT_MS (no limit when
+ * negative).  With QUIT_OK a graceful stop interrupts the wait.  Returns 1
+ * ready, 0 timed out or interrupted by a stop, -1 on error.
  */
 static int
 worker_wait(int fd, short events, int64_t timeout_ms, bool quit_ok)
@@ -128,11 +129,12 @@ worker_wait(int fd, short events, int64_t timeout_ms, bool quit_ok)
 		if (quit_ok && worker_quit)
 			return 0;
 		left = deadline - now_ms();
-		if (left <= 0)
+		if (timeout_ms >= 0 && left <= 0)
 			return 0;
 		ts.tv_sec = left / 1000;
 		ts.tv_nsec = (left % 1000) * 1000000;
-		n = ppoll(&pfd, 1, &ts, &worker_waitmask);
+		n = ppoll(&pfd, 1, timeout_ms < 0 ? NULL : &ts,
+		    &worker_waitmask);
 		if (n > 0)
 			return 1;
 		if (n == 0)
@@ -257,7 +259,7 @@ worker_get_values(struct worker_ctx *w, struct conn *c)
 		olen += n;
 	}
 	(void)worker_write_record(c, FCGI_GET_VALUES_RESULT, 0, out, olen,
-	    w->pool->conf->read_timeout_ms);
+	    w->read_tmo);
 }
 
 /* A record has begun: decide what its content is for. */
@@ -343,7 +345,7 @@ worker_on_record_end(struct worker_ctx *w, struct fpmd_request *r,
 {
 	const struct fcgi_header	*h = &c->parser.hdr;
 	struct fcgi_begin		 b;
-	int64_t				 tmo = w->pool->conf->read_timeout_ms;
+	int64_t				 tmo = w->read_tmo;
 
 	switch (c->use) {
 	case REC_SKIP:
@@ -575,7 +577,7 @@ worker_flush_stdout(struct fpmd_request *r)
 	    pad);
 	memset(r->obuf + FCGI_HEADER_LEN + r->olen, 0, pad);
 	rc = worker_write_all(c, r->obuf, FCGI_HEADER_LEN + r->olen + pad,
-	    r->w->pool->conf->read_timeout_ms);
+	    r->w->read_tmo);
 	r->olen = 0;
 	r->out_sent = true;
 	return rc;
@@ -606,7 +608,7 @@ worker_finish(struct fpmd_request *r, uint32_t app_status)
 	    FCGI_REQUEST_COMPLETE);
 	len = (size_t)(p - r->obuf) + 2 * FCGI_HEADER_LEN + 8;
 	(void)worker_write_all(r->c, r->obuf, len,
-	    r->w->pool->conf->read_timeout_ms);
+	    r->w->read_tmo);
 	r->olen = 0;
 }
 
@@ -643,6 +645,8 @@ worker_slot_request(struct worker_ctx *w, struct fpmd_request *r)
 	strlcpy_(s->script, v ? v : "-", sizeof(s->script));
 	v = handler_host.param(r, "CONTENT_LENGTH");
 	s->content_length = v ? strtoull(v, NULL, 10) : 0;
+	v = handler_host.param(r, "REMOTE_USER");
+	strlcpy_(s->user, v ? v : "-", sizeof(s->user));
 	sb_slot_end(s);
 }
 
@@ -651,7 +655,34 @@ worker_slot_state(struct worker_ctx *w, enum sb_state st)
 {
 	sb_slot_begin(w->slot);
 	w->slot->state = st;
+	if (st == SB_IDLE || st == SB_KEEPALIVE)
+		w->slot->idle_since_ms = now_ms();
 	sb_slot_end(w->slot);
+}
+
+/*
+ * After a request: its duration, the CPU it used (from the process's own
+ * usage: between two requests a worker uses next to none) and peak RSS.
+ */
+static void
+worker_slot_done(struct worker_ctx *w, long served)
+{
+	static double	 cpu_before;
+	struct rusage	 ru;
+	struct sb_slot	*s = w->slot;
+	double		 cpu, wall;
+
+	getrusage(RUSAGE_SELF, &ru);
+	cpu = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+	    (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+	sb_slot_begin(s);
+	wall = now_real() - s->req_started;
+	s->requests = (uint64_t)served;
+	s->req_duration_us = wall > 0 ? (uint64_t)(wall * 1e6) : 0;
+	s->last_cpu = wall > 0 ? (cpu - cpu_before) / wall * 100.0 : 0;
+	s->last_memory = (uint64_t)ru.ru_maxrss * 1024;
+	sb_slot_end(s);
+	cpu_before = cpu;
 }
 
 /* One request, from its BEGIN_REQUEST to its END_REQUEST. */
@@ -662,8 +693,7 @@ worker_request(struct worker_ctx *w, struct fpmd_request *r)
 	struct conn		*c = r->c;
 	int			 rc;
 
-	worker_slot_state(w, SB_READING);
-	rc = worker_pump(w, r, WANT_PARAMS, pc->read_timeout_ms, false);
+	rc = worker_pump(w, r, WANT_PARAMS, w->read_tmo, false);
 	if (rc == -2) {
 		worker_error_response(r, "408 Request Timeout");
 		worker_finish(r, 1);
@@ -672,7 +702,7 @@ worker_request(struct worker_ctx *w, struct fpmd_request *r)
 		return;
 	if (r->aborted) {
 		worker_end_request(c, r->id, 0, FCGI_REQUEST_COMPLETE,
-		    pc->read_timeout_ms);
+		    w->read_tmo);
 		return;
 	}
 	if (r->params_too_big) {
@@ -756,15 +786,16 @@ worker_serve(struct worker_ctx *w, struct conn *c, struct fpmd_request *r,
 		worker_request_reset(r);
 		if (!first)
 			worker_slot_state(w, SB_KEEPALIVE);
-		if (worker_pump(w, r, WANT_BEGIN, first ? pc->read_timeout_ms :
+		if (worker_pump(w, r, WANT_BEGIN, first ? w->read_tmo :
 		    pc->keepalive_timeout_ms, !first) != 0)
 			break;
+		if (!first)
+			worker_slot_state(w, SB_READING);
 		worker_request(w, r);
-		if (r->active && r->params_done)
+		if (r->active && r->params_done) {
 			(*served)++;
-		sb_slot_begin(w->slot);
-		w->slot->requests = (uint64_t)*served;
-		sb_slot_end(w->slot);
+			worker_slot_done(w, *served);
+		}
 		linger = !r->stdin_done;
 		if (c->dead || c->close || !r->keep_conn || worker_quit ||
 		    (w->max_requests > 0 && *served >= w->max_requests))
@@ -797,6 +828,9 @@ worker_run(struct worker_ctx *w)
 	sigaddset(&all, SIGQUIT);
 	sigprocmask(SIG_BLOCK, &all, &worker_waitmask);
 	sigdelset(&worker_waitmask, SIGQUIT);
+	/* fastcgi.read_timeout = 0: wait as long as the client wants. */
+	w->read_tmo = w->pool->conf->read_timeout_ms > 0 ?
+	    w->pool->conf->read_timeout_ms : -1;
 
 	if ((ep = epoll_create1(EPOLL_CLOEXEC)) == -1 ||
 	    epoll_ctl(ep, EPOLL_CTL_ADD, w->pool->listen_fd, &ev) == -1) {
@@ -813,9 +847,12 @@ worker_run(struct worker_ctx *w)
 		return -1;
 	}
 
+	/* Ready: counted idle, and the master hears of it. */
+	worker_slot_state(w, SB_IDLE);
+	sb_idle_change(w->pool->sb, false);
+	sb_wake(w->pool->sb);
 	while (!worker_quit &&
 	    (w->max_requests == 0 || served < w->max_requests)) {
-		worker_slot_state(w, SB_IDLE);
 		fd = accept4(w->pool->listen_fd, NULL, NULL,
 		    SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd == -1) {
@@ -833,10 +870,16 @@ worker_run(struct worker_ctx *w)
 		}
 		__atomic_fetch_add(&w->pool->sb->pool->accepted_conn, 1,
 		    __ATOMIC_RELAXED);
+		worker_slot_state(w, SB_READING);
+		sb_idle_change(w->pool->sb, true);
 		c->fd = fd;
 		worker_serve(w, c, &r, &served);
+		worker_slot_state(w, SB_IDLE);
+		sb_idle_change(w->pool->sb, false);
 	}
+	/* Leaving: no longer idle; the master replaces it if it must. */
 	worker_slot_state(w, SB_ENDING);
+	sb_idle_change(w->pool->sb, true);
 	close(ep);
 	free(c->rbuf);
 	free(c);
@@ -891,7 +934,7 @@ host_read_stream(struct fpmd_request *r, void *buf, size_t len,
 		return -1;
 	if (!(c->pend_len > 0 && c->pend_use == use)) {
 		switch (worker_pump(r->w, r, want,
-		    r->w->pool->conf->read_timeout_ms, false)) {
+		    r->w->read_tmo, false)) {
 		case 0:
 			break;
 		case -2:
@@ -967,7 +1010,7 @@ host_write_stderr(struct fpmd_request *r, const void *buf, size_t len)
 	while (len > 0) {
 		n = len < FCGI_MAX_CONTENT ? len : FCGI_MAX_CONTENT;
 		if (worker_write_record(r->c, FCGI_STDERR, r->id, p, n,
-		    r->w->pool->conf->read_timeout_ms) == -1)
+		    r->w->read_tmo) == -1)
 			return -1;
 		p += n;
 		len -= n;

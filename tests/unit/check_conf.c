@@ -64,7 +64,25 @@ static const struct {
 	{ POOL_HEAD "  listen = 9000\n  pm = sometimes\n}\n",
 	    "f.conf:4: pm: expected static, dynamic or ondemand" },
 	{ POOL_HEAD "  listen = 9000\n  pm = dynamic\n}\n",
-	    "f.conf:4: pm: pm = dynamic is not supported yet" },
+	    "pm = dynamic needs pm.min_spare_servers >= 1" },
+	{ POOL_HEAD "  listen = 9000\n  pm = dynamic\n"
+	    "  pm.min_spare_servers = 4\n  pm.max_spare_servers = 2\n}\n",
+	    "f.conf:5: pm.min_spare_servers (4) must not exceed "
+	    "pm.max_spare_servers (2)" },
+	{ POOL_HEAD "  listen = 9000\n  pm = dynamic\n  pm.max_children = 3\n"
+	    "  pm.min_spare_servers = 1\n  pm.max_spare_servers = 5\n}\n",
+	    "f.conf:7: pm.max_spare_servers (5) must not exceed "
+	    "pm.max_children (3)" },
+	{ POOL_HEAD "  listen = 9000\n  pm = dynamic\n"
+	    "  pm.min_spare_servers = 1\n  pm.max_spare_servers = 3\n"
+	    "  pm.start_servers = 4\n}\n",
+	    "f.conf:7: pm.start_servers (4) must lie between" },
+	{ POOL_HEAD "  listen = 9000\n  pm.min_spare_servers = 1\n}\n",
+	    "f.conf:4: pm.min_spare_servers and pm.max_spare_servers apply to "
+	    "pm = dynamic only" },
+	{ POOL_HEAD "  listen = 9000\n  pm = ondemand\n"
+	    "  pm.process_idle_timeout = 0\n}\n",
+	    "f.conf:5: pm.process_idle_timeout must be at least 1s" },
 	{ POOL_HEAD "  listen = 9000\n  pm.status_path = /status\n}\n",
 	    "f.conf:4: pm.status_path: not supported yet" },
 	{ "log_limit = 4096\n" POOL_HEAD "  listen = 9000\n}\n",
