@@ -422,7 +422,8 @@ worker_want_met(const struct fpmd_request *r, const struct conn *c,
 /*
  * Reads and acts on records until WANT is met.  Returns 0; -1 when the
  * connection is finished (c->why says why; NULL for a clean close); -2
- * when the client sent nothing for TIMEOUT_MS (we may still answer).
+ * when the client sent nothing for TIMEOUT_MS (we may still answer); -3
+ * when TIMEOUT_MS is 0 and nothing more can be read without waiting.
  * QUIT_OK lets a graceful stop end the wait (between requests only).
  */
 static int
@@ -466,6 +467,8 @@ worker_pump(struct worker_ctx *w, struct fpmd_request *r, enum want want,
 				c->why = "read failed";
 				return -1;
 			}
+			if (timeout_ms == 0 && !quit_ok)
+				return -3;
 			rc = worker_wait(c->fd, POLLIN, timeout_ms, quit_ok);
 			if (rc == 1)
 				continue;
@@ -922,7 +925,7 @@ host_role(struct fpmd_request *r)
 
 static ssize_t
 host_read_stream(struct fpmd_request *r, void *buf, size_t len,
-    enum want want)
+    enum want want, bool wait)
 {
 	struct conn	*c = r->c;
 	enum rec_use	 use = want == WANT_STDIN ? REC_STDIN : REC_DATA;
@@ -933,10 +936,12 @@ host_read_stream(struct fpmd_request *r, void *buf, size_t len,
 	if (c->dead || r->aborted || r->timed_out)
 		return -1;
 	if (!(c->pend_len > 0 && c->pend_use == use)) {
-		switch (worker_pump(r->w, r, want,
-		    r->w->read_tmo, false)) {
+		switch (worker_pump(r->w, r, want, wait ? r->w->read_tmo : 0,
+		    false)) {
 		case 0:
 			break;
+		case -3:
+			return -2;
 		case -2:
 			r->timed_out = true;
 			return -1;
@@ -961,7 +966,19 @@ host_read_stream(struct fpmd_request *r, void *buf, size_t len,
 static ssize_t
 host_read_stdin(struct fpmd_request *r, void *buf, size_t len)
 {
-	return host_read_stream(r, buf, len, WANT_STDIN);
+	return host_read_stream(r, buf, len, WANT_STDIN, true);
+}
+
+static ssize_t
+host_read_stdin_nowait(struct fpmd_request *r, void *buf, size_t len)
+{
+	return host_read_stream(r, buf, len, WANT_STDIN, false);
+}
+
+static int
+host_conn_fd(struct fpmd_request *r)
+{
+	return r->c->fd;
 }
 
 static ssize_t
@@ -976,7 +993,7 @@ host_read_data(struct fpmd_request *r, void *buf, size_t len)
 		if (host_read_stdin(r, sink, sizeof(sink)) <= 0)
 			break;
 	}
-	return host_read_stream(r, buf, len, WANT_DATA);
+	return host_read_stream(r, buf, len, WANT_DATA, true);
 }
 
 static int
@@ -1071,6 +1088,8 @@ const struct fpmd_host handler_host = {
 	.role = host_role,
 	.read_stdin = host_read_stdin,
 	.read_data = host_read_data,
+	.read_stdin_nowait = host_read_stdin_nowait,
+	.conn_fd = host_conn_fd,
 	.write_stdout = host_write_stdout,
 	.write_stderr = host_write_stderr,
 	.flush = host_flush,

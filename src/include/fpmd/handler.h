@@ -89,6 +89,15 @@ struct fpmd_host {
 	const char	*(*pool_name)(struct fpmd_pool *);
 	/* The handler's per-pool state, as pool_init left it. */
 	void		*(*pool_data)(struct fpmd_pool *);
+	/*
+	 * As read_stdin, but never waits: returns -2 when nothing can be
+	 * read now; poll conn_fd() for POLLIN, then call it again.  For
+	 * handlers that stream stdin to a program while reading its output.
+	 */
+	ssize_t		 (*read_stdin_nowait)(struct fpmd_request *, void *buf,
+			    size_t len);
+	/* The client connection's fd: only ever poll it, never read it. */
+	int		 (*conn_fd)(struct fpmd_request *);
 };
 
 /*
