@@ -479,6 +479,7 @@ feed_piece(struct got *g, const uint8_t *piece, size_t n, const char *ctx)
 
 	if (g->end == END_ERROR) {
 		/* A broken parser stays broken and takes nothing. */
+		c = SIZE_MAX;
 		ev = fcgi_parse(p, piece, n, &c);
 		NEED(ev == FCGI_EV_ERROR && c == 0,
 		    "%s: broken parser gave event %d, consumed %zu", ctx,
@@ -1105,7 +1106,8 @@ START_TEST(nv_decode_truncated)
 {
 	struct fcgi_nv	 nv;
 	uint8_t		*buf;
-	size_t		 ends[MAX_PAIRS], len = nv_vecs[_i].len, k, pos, m, i;
+	size_t		 ends[MAX_PAIRS] = { 0 };
+	size_t		 len = nv_vecs[_i].len, k, pos, m, i;
 	int		 r;
 	char		 ctx[160];
 
@@ -1161,7 +1163,14 @@ static const struct {
 	/* Sizes only: too big to allocate in a unit test. */
 	{ FCGI_NV_MAX_LEN, 0, 5 + (uint64_t)FCGI_NV_MAX_LEN, NULL, 0 },
 	{ 0, FCGI_NV_MAX_LEN, 5 + (uint64_t)FCGI_NV_MAX_LEN, NULL, 0 },
+	/*
+	 * Where size_t is 32 bits, 8 + 2 * 0x7fffffff does not fit: the only
+	 * right answer is 0 (refused), not the wrapped sum.
+	 */
 	{ FCGI_NV_MAX_LEN, FCGI_NV_MAX_LEN, 8 + 2 * (uint64_t)FCGI_NV_MAX_LEN,
+	    NULL, 0 },
+	/* The largest pair whose size still fits in 32 bits. */
+	{ FCGI_NV_MAX_LEN, FCGI_NV_MAX_LEN - 8, 2 * (uint64_t)FCGI_NV_MAX_LEN,
 	    NULL, 0 },
 	{ (size_t)FCGI_NV_MAX_LEN + 1, 0, 0, NULL, 0 },
 	{ 0, (size_t)FCGI_NV_MAX_LEN + 1, 0, NULL, 0 },
