@@ -7,6 +7,7 @@
  */
 #include "config.h"
 
+#include <stdint.h>
 #include <string.h>
 
 #include "fcgi.h"
@@ -67,6 +68,9 @@ fcgi_parse(struct fcgi_parser *p, const uint8_t *buf, size_t len,
 	for (;;) {
 		switch (p->state) {
 		case FCGI_ST_HEADER:
+			/* Nothing to read: never touch BUF (it may be NULL). */
+			if (used == len)
+				return FCGI_EV_NEED_MORE;
 			n = FCGI_HEADER_LEN - p->hfill;
 			if (n > len - used)
 				n = len - used;
@@ -239,6 +243,9 @@ size_t
 fcgi_nv_size(size_t name_len, size_t value_len)
 {
 	if (name_len > FCGI_NV_MAX_LEN || value_len > FCGI_NV_MAX_LEN)
+		return 0;
+	/* Where size_t is 32 bits the sum could wrap. */
+	if (name_len + 8 > SIZE_MAX - value_len)
 		return 0;
 	return (name_len > 127 ? 4 : 1) + (value_len > 127 ? 4 : 1) +
 	    name_len + value_len;
