@@ -284,6 +284,10 @@ child_reaped(struct child *c, int status)
 	} else if (lived >= CHILD_YOUNG_MS)
 		p->death_streak = 0;
 
+	/* The owner is gone: the master may write the slot again. */
+	sb_slot_begin(&p->sb->slots[c->slot]);
+	p->sb->slots[c->slot].state = SB_FREE;
+	sb_slot_end(&p->sb->slots[c->slot]);
 	p->slot_used[c->slot] = false;
 	TAILQ_REMOVE(&p->children, c, entry);
 	p->nchildren--;

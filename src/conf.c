@@ -132,10 +132,11 @@ static const struct directive conf_directives[] = {
 	    LONG_MAX / 2, 0 },
 	{ "pm.max_requests_jitter", POOL, D_LONG, P(max_requests_jitter), 0,
 	    "0", 0, LONG_MAX / 2, 0 },
-	{ "pm.status_path", POOL, D_STR, NOOFF, 0, "", 0, 0, UNSUPPORTED },
-	{ "pm.status_listen", POOL, D_STR, NOOFF, 0, "", 0, 0, UNSUPPORTED },
-	{ "ping.path", POOL, D_STR, NOOFF, 0, "", 0, 0, UNSUPPORTED },
-	{ "ping.response", POOL, D_STR, NOOFF, 0, "pong", 0, 0, UNSUPPORTED },
+	{ "pm.status_path", POOL, D_STR, P(status_path), 0, "", 0, 0, 0 },
+	{ "pm.status_listen", POOL, D_STR, P(status_listen), 0, "", 0, 0, 0 },
+	{ "ping.path", POOL, D_STR, P(ping_path), 0, "", 0, 0, 0 },
+	{ "ping.response", POOL, D_STR, P(ping_response), 0, "pong", 0, 0,
+	    0 },
 	{ "access.log", POOL, D_PATH, NOOFF, 0, "", 0, 0, UNSUPPORTED },
 	{ "access.format", POOL, D_STR, NOOFF, 0, "", 0, 0, UNSUPPORTED },
 	{ "slowlog", POOL, D_PATH, NOOFF, 0, "", 0, 0, UNSUPPORTED },
@@ -819,6 +820,50 @@ conf_check_pm(cfg_t *sec, struct pool_conf *pc)
 		    "pm.process_idle_timeout must be at least 1s");
 }
 
+/* A URI path PHP-FPM would accept: "/" then [A-Za-z0-9/_.~-]. */
+static bool
+conf_uri_ok(const char *s)
+{
+	return s[0] == '/' && s[1] != '\0' && strspn(s, "ABCDEFGHIJKLMNOPQRSTUV"
+	    "WXYZabcdefghijklmnopqrstuvwxyz0123456789/_.~-") == strlen(s);
+}
+
+static void
+conf_check_status(cfg_t *sec, struct pool_conf *pc, const char *prefix)
+{
+	char	 err[256], *spec;
+
+	if (pc->status_path != NULL && !conf_uri_ok(pc->status_path))
+		POOL_ERR(sec, "pm.status_path", "pm.status_path: \"%s\" must "
+		    "start with / and use only A-Z a-z 0-9 / _ . ~ -",
+		    pc->status_path);
+	if (pc->ping_path != NULL && !conf_uri_ok(pc->ping_path))
+		POOL_ERR(sec, "ping.path", "ping.path: \"%s\" must start "
+		    "with / and use only A-Z a-z 0-9 / _ . ~ -", pc->ping_path);
+	if (pc->ping_response == NULL)
+		POOL_ERR(sec, "ping.response", "ping.response must not be "
+		    "empty");
+	if (pc->status_listen == NULL)
+		return;
+	spec = pc->status_listen;
+	if (strchr(spec, ':') == NULL && spec[0] != '/' &&
+	    strspn(spec, "0123456789") != strlen(spec))
+		spec = conf_path(prefix, pc->status_listen);
+	if (sock_addr_parse(spec, &pc->status_addr, err, sizeof(err)) == -1)
+		POOL_ERR(sec, "pm.status_listen", "pm.status_listen: %s", err);
+	else if (pc->addr.len > 0 &&
+	    sock_addr_equal(&pc->addr, &pc->status_addr))
+		POOL_ERR(sec, "pm.status_listen", "pm.status_listen must differ "
+		    "from listen");
+	if (spec != pc->status_listen) {
+		free(pc->status_listen);
+		pc->status_listen = spec;
+	}
+	/* Without a path, the status listener answers status on any. */
+	if (pc->status_path == NULL)
+		pc->status_path = strdup("/");
+}
+
 static void
 conf_check_pool(cfg_t *sec, struct pool_conf *pc, const char *prefix,
     bool allow_root)
@@ -905,6 +950,30 @@ conf_check_pool(cfg_t *sec, struct pool_conf *pc, const char *prefix,
 		POOL_ERR(sec, "pm.max_requests_jitter",
 		    "pm.max_requests_jitter needs pm.max_requests");
 	conf_check_pm(sec, pc);
+	conf_check_status(sec, pc, prefix);
+}
+
+/* Two pools, or a pool and a status listener, on one address. */
+static void
+conf_check_clash(cfg_t *sec, const struct pool_conf *a,
+    const struct pool_conf *b)
+{
+	const struct sock_addr	*aa[2], *ba[2];
+	size_t			 i, j;
+
+	aa[0] = a->listen != NULL ? &a->addr : NULL;
+	aa[1] = a->status_listen != NULL ? &a->status_addr : NULL;
+	ba[0] = b->listen != NULL ? &b->addr : NULL;
+	ba[1] = b->status_listen != NULL ? &b->status_addr : NULL;
+	for (i = 0; i < 2; i++)
+		for (j = 0; j < 2; j++)
+			if (aa[i] != NULL && ba[j] != NULL &&
+			    sock_addr_equal(aa[i], ba[j]))
+				POOL_ERR(sec, j == 0 ? "listen" :
+				    "pm.status_listen", "%s: pool %s and "
+				    "pool %s both listen on %s", j == 0 ?
+				    "listen" : "pm.status_listen", a->name,
+				    b->name, ba[j]->text);
 }
 
 static struct fpmd_conf *
@@ -953,13 +1022,8 @@ conf_build(cfg_t *cfg, const char *file, const char *prefix, bool allow_root)
 		pc->line = sec->line;
 		conf_fill(sec, POOL, pc, prefix);
 		conf_check_pool(sec, pc, prefix, allow_root);
-		for (j = 0; j < i; j++) {
-			if (c->pools[j].listen != NULL && pc->listen != NULL &&
-			    sock_addr_equal(&c->pools[j].addr, &pc->addr))
-				POOL_ERR(sec, "listen", "listen: pool %s and "
-				    "pool %s both listen on %s",
-				    c->pools[j].name, pc->name, pc->addr.text);
-		}
+		for (j = 0; j < i; j++)
+			conf_check_clash(sec, &c->pools[j], pc);
 	}
 	return c;
 }

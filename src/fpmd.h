@@ -45,6 +45,18 @@ size_t	 strlcpy_(char *dst, const char *src, size_t size);
 #define RLIMIT_UNLIMITED	(-1L)
 /* Sets RESOURCE's soft and hard limits unless VALUE is RLIMIT_UNSET. */
 int	 rlimit_apply(int resource, long value);
+/* A growable byte buffer; on allocation failure it stays short and
+ * sets failed, so that callers check once at the end. */
+struct buf {
+	char	*data;
+	size_t	 len;
+	size_t	 cap;
+	bool	 failed;
+};
+void	 buf_add(struct buf *, const void *, size_t);
+void	 buf_printf(struct buf *, const char *, ...)
+	    __attribute__((format(printf, 2, 3)));
+void	 buf_free(struct buf *);
 /* Makes FD close-on-exec and, with NONBLOCK, non-blocking; 0 or -1. */
 int	 fd_set_flags(int fd, bool nonblock);
 
@@ -90,8 +102,12 @@ int	 sock_addr_parse(const char *spec, struct sock_addr *,
 	    char *err, size_t errlen);
 bool	 sock_addr_equal(const struct sock_addr *, const struct sock_addr *);
 struct pool_conf;
-/* Binds and listens for a pool; the fd is O_CLOEXEC and O_NONBLOCK. */
-int	 sock_listen(const struct pool_conf *, char *err, size_t errlen);
+/*
+ * Binds and listens on A for a pool (its backlog, and for a Unix socket
+ * its owner and mode); the fd is O_CLOEXEC and O_NONBLOCK.
+ */
+int	 sock_listen(const struct pool_conf *, const struct sock_addr *a,
+	    char *err, size_t errlen);
 /* Closes a pool's socket and removes a Unix socket's path. */
 void	 sock_close(int fd, const struct sock_addr *);
 /*
@@ -144,6 +160,12 @@ struct pool_conf {
 	long		 max_requests_jitter;
 	int64_t		 request_terminate_timeout_ms;
 	bool		 request_terminate_timeout_track_finished;
+
+	char		*status_path;
+	char		*status_listen;
+	struct sock_addr status_addr;
+	char		*ping_path;
+	char		*ping_response;
 
 	char		*handler;
 	struct kv	*handler_options;
@@ -210,6 +232,7 @@ extern const struct fpmd_handler h_echo;
 
 /* scoreboard.c */
 enum sb_state {
+	SB_FREE,		/* no worker owns the slot */
 	SB_STARTING,		/* forked, not yet at its accept loop */
 	SB_IDLE,		/* at the top of the accept loop */
 	SB_READING,		/* reading the request's headers */
@@ -261,6 +284,8 @@ struct sb_pool {
 	uint64_t	 respawns;	/* workers replaced after dying */
 	uint64_t	 kills_timeout;	/* request_terminate_timeout */
 	uint64_t	 retired;	/* idle or recycled by pm */
+	uint32_t	 generation;	/* bumped when a reload replaces it */
+	double		 reload_time;	/* realtime of that reload, or 0 */
 };
 
 struct scoreboard {
@@ -286,6 +311,79 @@ const char *sb_state_name(enum sb_state);
 void	 sb_idle_change(struct scoreboard *, bool busy);
 /* Wakes the master (once until it has read the wake). */
 void	 sb_wake(struct scoreboard *);
+
+/* status.c */
+enum status_format {
+	STATUS_TEXT,
+	STATUS_JSON,
+	STATUS_XML,
+	STATUS_HTML,
+	STATUS_OPENMETRICS
+};
+
+enum status_page {
+	STATUS_PAGE_NONE,
+	STATUS_PAGE_STATUS,
+	STATUS_PAGE_PING
+};
+
+/* A consistent-enough snapshot of one pool, for one page. */
+struct status {
+	const struct pool_conf	*pc;
+	double			 now;
+	double			 start_time;
+	uint64_t		 accepted_conn;
+	uint64_t		 max_children_reached;
+	uint64_t		 slow_requests;
+	uint64_t		 max_active;
+	uint64_t		 respawns;
+	uint64_t		 kills_timeout;
+	uint64_t		 retired;
+	uint32_t		 generation;
+	double			 reload_time;
+	uint32_t		 listen_queue;
+	uint32_t		 max_listen_queue;
+	uint32_t		 listen_queue_len;
+	int			 idle;
+	int			 active;
+	int			 by_state[SB_NSTATES];
+	struct sb_slot		*procs;		/* the live workers */
+	size_t			 nprocs;
+};
+
+/* Reads the scoreboard (and the live queue of LISTEN_FD, if not -1). */
+void	 status_collect(const struct scoreboard *, const struct pool_conf *,
+	    int listen_fd, struct status *);
+void	 status_free(struct status *);
+/* PHP-FPM's query switches: html, xml, json, openmetrics; full. */
+void	 status_parse_query(const char *qs, enum status_format *,
+	    bool *full);
+/* The CGI response (headers, and the body unless HEAD).  Pure. */
+void	 status_render(const struct status *, enum status_format, bool full,
+	    bool head, struct buf *);
+void	 status_ping(const struct pool_conf *, bool head, struct buf *);
+/* Whether SCRIPT_NAME asks for the pool's status page or ping. */
+enum status_page status_match(const struct pool_conf *,
+	    const char *script_name);
+/* status_collect + status_render, or the ping, into OUT. */
+void	 status_respond(const struct scoreboard *, const struct pool_conf *,
+	    int listen_fd, enum status_page, const char *method,
+	    const char *query, struct buf *out);
+
+/* statusd.c */
+/*
+ * The master's own FastCGI responder on pm.status_listen: status and ping
+ * from the scoreboard, non-blocking, so that they answer while every
+ * worker is busy.  Connections idle for STATUSD_TIMEOUT_MS are closed.
+ */
+#define STATUSD_TIMEOUT_MS	10000
+struct pool;
+struct status_conn;
+int	 statusd_open(struct pool *, int ep, char *err, size_t errlen);
+void	 statusd_accept(struct pool *, int ep);
+void	 statusd_on_event(struct status_conn *, int ep, uint32_t events);
+void	 statusd_expire(struct pool *, int64_t now);
+void	 statusd_close(struct pool *);
 
 /* pm.c */
 struct pm_counts {
@@ -363,12 +461,15 @@ enum ev_kind {
 	EV_SIGNAL,
 	EV_TIMER,
 	EV_WAKE,		/* a pool's eventfd: a worker says it is short */
-	EV_LISTEN		/* an ondemand pool's socket: a connection waits */
+	EV_LISTEN,		/* an ondemand pool's socket: a connection waits */
+	EV_STATUS_LISTEN,	/* pm.status_listen: accept */
+	EV_STATUS_CONN		/* a connection to pm.status_listen */
 };
 
 struct ev_source {
 	enum ev_kind	 kind;
 	struct pool	*pool;
+	void		*ptr;		/* EV_STATUS_CONN: the connection */
 };
 
 struct pool {
@@ -381,6 +482,9 @@ struct pool {
 	struct ev_source	 ev_wake;
 	struct ev_source	 ev_listen;
 	bool			 listen_watched;
+	int			 status_fd;	/* pm.status_listen, or -1 */
+	struct ev_source	 ev_status;
+	TAILQ_HEAD(, status_conn) status_conns;
 	bool			 conn_waiting;	/* the listen watch fired */
 	struct scoreboard	*sb;
 	struct child_list	 children;

@@ -291,6 +291,7 @@ master_scale(int64_t now)
 	TAILQ_FOREACH(p, &m.pools, entry)
 		total += p->nchildren;
 	TAILQ_FOREACH(p, &m.pools, entry) {
+		statusd_expire(p, now);
 		n = pool_maintain(p, m.conf->process_max,
 		    total - p->nchildren, now);
 		if (n < next)
@@ -426,6 +427,11 @@ master_setup(void)
 			return -1;
 		}
 		TAILQ_INSERT_TAIL(&m.pools, p, entry);
+		if (statusd_open(p, m.ep, err, sizeof(err)) == -1) {
+			log_errorx("[pool %s] pm.status_listen: %s",
+			    p->conf->name, err);
+			return -1;
+		}
 		ev.data.ptr = &p->ev_wake;
 		if (epoll_ctl(m.ep, EPOLL_CTL_ADD, p->wake_fd, &ev) == -1) {
 			log_error("epoll_ctl");
@@ -469,7 +475,7 @@ master_teardown(void)
 
 /* Records what an event says; the loop acts after the batch. */
 static void
-master_on_event(struct ev_source *src)
+master_on_event(struct ev_source *src, uint32_t events)
 {
 	uint64_t	 v;
 
@@ -490,6 +496,12 @@ master_on_event(struct ev_source *src)
 	case EV_LISTEN:
 		/* One-shot: re-armed by master_scale() while needed. */
 		src->pool->conn_waiting = true;
+		break;
+	case EV_STATUS_LISTEN:
+		statusd_accept(src->pool, m.ep);
+		break;
+	case EV_STATUS_CONN:
+		statusd_on_event(src->ptr, m.ep, events);
 		break;
 	}
 }
@@ -539,7 +551,7 @@ master_main(struct fpmd_conf *conf, const struct options *opts, int ready_fd)
 		if (n == -1 && errno != EINTR)
 			fatal("epoll_wait");
 		for (i = 0; i < n; i++)
-			master_on_event(evs[i].data.ptr);
+			master_on_event(evs[i].data.ptr, evs[i].events);
 	}
 	log_notice("exiting, bye-bye");
 	master_teardown();

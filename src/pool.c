@@ -28,8 +28,9 @@ pool_new(struct pool_conf *pc, char *err, size_t errlen)
 		return NULL;
 	}
 	p->conf = pc;
-	p->listen_fd = p->wake_fd = -1;
+	p->listen_fd = p->wake_fd = p->status_fd = -1;
 	TAILQ_INIT(&p->children);
+	TAILQ_INIT(&p->status_conns);
 	p->hpool.conf = pc;
 	p->ev_wake.kind = EV_WAKE;
 	p->ev_wake.pool = p;
@@ -54,7 +55,7 @@ pool_new(struct pool_conf *pc, char *err, size_t errlen)
 	    pc->min_spare_servers : pc->pm == PM_ONDEMAND ? 1 : 0;
 	p->sb->pool->start_time = now_real();
 	p->sb->pool->listen_queue_len = (uint32_t)pc->backlog;
-	if ((p->listen_fd = sock_listen(pc, err, errlen)) == -1)
+	if ((p->listen_fd = sock_listen(pc, &pc->addr, err, errlen)) == -1)
 		goto fail;
 	return p;
 fail:
@@ -73,6 +74,7 @@ pool_free(struct pool *p)
 		TAILQ_REMOVE(&p->children, c, entry);
 		free(c);
 	}
+	statusd_close(p);
 	sock_close(p->listen_fd, &p->conf->addr);
 	if (p->wake_fd != -1)
 		close(p->wake_fd);

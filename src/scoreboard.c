@@ -109,6 +109,8 @@ const char *
 sb_state_name(enum sb_state st)
 {
 	switch (st) {
+	case SB_FREE:
+		return "Free";
 	case SB_STARTING:
 		return "Starting";
 	case SB_IDLE:

@@ -126,9 +126,9 @@ sock_addr_equal(const struct sock_addr *a, const struct sock_addr *b)
  * accepts belongs to a live server and is an error.
  */
 static int
-sock_unix_stale(const struct pool_conf *pc, char *err, size_t errlen)
+sock_unix_stale(const struct sock_addr *a, char *err, size_t errlen)
 {
-	const char	*path = pc->addr.text;
+	const char	*path = a->text;
 	struct stat	 st;
 	int		 fd, rc;
 
@@ -140,7 +140,7 @@ sock_unix_stale(const struct pool_conf *pc, char *err, size_t errlen)
 	}
 	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1)
 		return -1;
-	rc = connect(fd, (const struct sockaddr *)&pc->addr.ss, pc->addr.len);
+	rc = connect(fd, (const struct sockaddr *)&a->ss, a->len);
 	close(fd);
 	if (rc == 0) {
 		snprintf(err, errlen, "%s is in use by a running server", path);
@@ -155,12 +155,13 @@ sock_unix_stale(const struct pool_conf *pc, char *err, size_t errlen)
 }
 
 int
-sock_listen(const struct pool_conf *pc, char *err, size_t errlen)
+sock_listen(const struct pool_conf *pc, const struct sock_addr *a, char *err,
+    size_t errlen)
 {
-	const struct sock_addr	*a = &pc->addr;
 	int			 fd = -1, one = 1;
 
-	if (a->family == AF_UNIX && sock_unix_stale(pc, err, errlen) == -1) {
+	err[0] = '\0';
+	if (a->family == AF_UNIX && sock_unix_stale(a, err, errlen) == -1) {
 		if (err[0] == '\0')
 			snprintf(err, errlen, "%s: %s", a->text,
 			    strerror(errno));

@@ -688,12 +688,32 @@ worker_slot_done(struct worker_ctx *w, long served)
 	cpu_before = cpu;
 }
 
+/* The status page or the ping, from the scoreboard, instead of the handler. */
+static void
+worker_status(struct worker_ctx *w, struct fpmd_request *r,
+    enum status_page page)
+{
+	struct buf	 out = { 0 };
+
+	status_respond(w->pool->sb, w->pool->conf, w->pool->listen_fd, page,
+	    handler_host.param(r, "REQUEST_METHOD"),
+	    handler_host.param(r, "QUERY_STRING"), &out);
+	if (out.failed)
+		worker_error_response(r, "500 Internal Server Error");
+	else
+		(void)handler_host.write_stdout(r, out.data, out.len);
+	buf_free(&out);
+	worker_slot_state(w, SB_FINISHING);
+	worker_finish(r, 0);
+}
+
 /* One request, from its BEGIN_REQUEST to its END_REQUEST. */
 static void
 worker_request(struct worker_ctx *w, struct fpmd_request *r)
 {
 	const struct pool_conf	*pc = w->pool->conf;
 	struct conn		*c = r->c;
+	enum status_page	 page;
 	int			 rc;
 
 	rc = worker_pump(w, r, WANT_PARAMS, w->read_tmo, false);
@@ -723,6 +743,11 @@ worker_request(struct worker_ctx *w, struct fpmd_request *r)
 		return;
 	}
 	worker_slot_request(w, r);
+	page = status_match(pc, handler_host.param(r, "SCRIPT_NAME"));
+	if (page != STATUS_PAGE_NONE) {
+		worker_status(w, r, page);
+		return;
+	}
 	rc = w->handler->handle(&handler_host, r, w->handler_data);
 	if (rc == -1 && r->timed_out)
 		worker_error_response(r, "408 Request Timeout");

@@ -83,8 +83,16 @@ static const struct {
 	{ POOL_HEAD "  listen = 9000\n  pm = ondemand\n"
 	    "  pm.process_idle_timeout = 0\n}\n",
 	    "f.conf:5: pm.process_idle_timeout must be at least 1s" },
-	{ POOL_HEAD "  listen = 9000\n  pm.status_path = /status\n}\n",
-	    "f.conf:4: pm.status_path: not supported yet" },
+	{ POOL_HEAD "  listen = 9000\n  pm.status_path = status\n}\n",
+	    "f.conf:4: pm.status_path: \"status\" must start with /" },
+	{ POOL_HEAD "  listen = 9000\n  ping.path = \"/p ing\"\n}\n",
+	    "f.conf:4: ping.path: \"/p ing\" must start with /" },
+	{ POOL_HEAD "  listen = 9000\n  pm.status_listen = 9000\n}\n",
+	    "f.conf:4: pm.status_listen must differ from listen" },
+	{ POOL_HEAD "  listen = 9000\n}\npool two {\n  user = nobody\n"
+	    "  listen = 9001\n  pm.status_listen = 9000\n}\n",
+	    "f.conf:8: pm.status_listen: pool www and pool two both listen on "
+	    "0.0.0.0:9000" },
 	{ "log_limit = 4096\n" POOL_HEAD "  listen = 9000\n}\n",
 	    "f.conf:1: log_limit: not supported yet" },
 	{ POOL_HEAD "  listen = 9000\n  fastcgi.read_timeout = 10x\n}\n",

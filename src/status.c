@@ -1,0 +1,671 @@
+/*
+ * status.c -- the status page and the ping, in PHP-FPM's formats (text,
+ * JSON, XML, HTML) and OpenMetrics, rendered from a snapshot of the
+ * scoreboard.
+ *
+ * status_collect() reads the shared memory (lock-free, see scoreboard.c);
+ * status_render() is pure: a snapshot and a query in, CGI response bytes
+ * out.  The same code answers in a worker (pm.status_path) and in the
+ * master (pm.status_listen).
+ *
+ * PHP-FPM's field names, order, time formats and escaping are kept so
+ * that its scrapers work unchanged; fpmd's extra fields come after them.
+ */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "fpmd.h"
+
+void
+status_collect(const struct scoreboard *sb, const struct pool_conf *pc,
+    int listen_fd, struct status *st)
+{
+	const struct sb_pool	*sp = sb->pool;
+	struct sb_slot		 s;
+	size_t			 i;
+	int			 queue, backlog;
+
+	memset(st, 0, sizeof(*st));
+	st->pc = pc;
+	st->now = now_real();
+	st->start_time = sp->start_time;
+	st->accepted_conn = __atomic_load_n(&sp->accepted_conn,
+	    __ATOMIC_RELAXED);
+	st->max_children_reached = sp->max_children_reached;
+	st->slow_requests = sp->slow_requests;
+	st->max_active = sp->max_active;
+	st->respawns = sp->respawns;
+	st->kills_timeout = sp->kills_timeout;
+	st->retired = sp->retired;
+	st->generation = sp->generation;
+	st->reload_time = sp->reload_time;
+	st->listen_queue = sp->listen_queue;
+	st->max_listen_queue = sp->max_listen_queue;
+	st->listen_queue_len = sp->listen_queue_len;
+	/* Measured now, not at the last tick: the page is a live view. */
+	if (listen_fd != -1 && sock_listen_queue(listen_fd, pc->addr.family,
+	    &queue, &backlog) == 0) {
+		st->listen_queue = (uint32_t)queue;
+		st->listen_queue_len = (uint32_t)backlog;
+		if (st->listen_queue > st->max_listen_queue)
+			st->max_listen_queue = st->listen_queue;
+	}
+	st->procs = calloc(sb->nslots, sizeof(*st->procs));
+	for (i = 0; i < sb->nslots; i++) {
+		sb_slot_read(&sb->slots[i], &s);
+		if (s.state == SB_FREE || s.state >= SB_NSTATES || s.pid == 0)
+			continue;
+		st->by_state[s.state]++;
+		if (s.state == SB_IDLE)
+			st->idle++;
+		else if (s.state != SB_STARTING)
+			st->active++;
+		if (st->procs != NULL)
+			st->procs[st->nprocs++] = s;
+	}
+	if ((uint64_t)st->active > st->max_active)
+		st->max_active = (uint64_t)st->active;
+}
+
+void
+status_free(struct status *st)
+{
+	free(st->procs);
+	st->procs = NULL;
+}
+
+static bool
+status_has_key(const char *qs, const char *key)
+{
+	size_t		 klen = strlen(key);
+	const char	*p = qs;
+
+	while (p != NULL && *p != '\0') {
+		if (strncmp(p, key, klen) == 0 &&
+		    (p[klen] == '\0' || p[klen] == '&' || p[klen] == '='))
+			return true;
+		if ((p = strchr(p, '&')) != NULL)
+			p++;
+	}
+	return false;
+}
+
+void
+status_parse_query(const char *qs, enum status_format *fmt, bool *full)
+{
+	if (qs == NULL)
+		qs = "";
+	/* PHP-FPM's order: the first that matches wins. */
+	if (status_has_key(qs, "html"))
+		*fmt = STATUS_HTML;
+	else if (status_has_key(qs, "xml"))
+		*fmt = STATUS_XML;
+	else if (status_has_key(qs, "json"))
+		*fmt = STATUS_JSON;
+	else if (status_has_key(qs, "openmetrics"))
+		*fmt = STATUS_OPENMETRICS;
+	else
+		*fmt = STATUS_TEXT;
+	*full = status_has_key(qs, "full");
+}
+
+static void
+status_time(char *out, size_t len, double t)
+{
+	time_t		 tt = (time_t)t;
+	struct tm	 tm;
+
+	localtime_r(&tt, &tm);
+	strftime(out, len, "%d/%b/%Y:%H:%M:%S %z", &tm);
+}
+
+/* JSON string escaping (RFC 8259): quotes, backslash, controls. */
+static void
+status_json_str(struct buf *b, const char *s)
+{
+	const unsigned char	*p;
+
+	buf_add(b, "\"", 1);
+	for (p = (const unsigned char *)s; *p != '\0'; p++) {
+		if (*p == '"' || *p == '\\')
+			buf_printf(b, "\\%c", *p);
+		else if (*p < 0x20 || *p == 0x7f)
+			buf_printf(b, "\\u%04x", *p);
+		else
+			buf_add(b, p, 1);
+	}
+	buf_add(b, "\"", 1);
+}
+
+/* XML and HTML escaping of text and attribute values. */
+static void
+status_xml_str(struct buf *b, const char *s)
+{
+	const unsigned char	*p;
+
+	for (p = (const unsigned char *)s; *p != '\0'; p++) {
+		switch (*p) {
+		case '<':
+			buf_add(b, "&lt;", 4);
+			break;
+		case '>':
+			buf_add(b, "&gt;", 4);
+			break;
+		case '&':
+			buf_add(b, "&amp;", 5);
+			break;
+		case '"':
+			buf_add(b, "&quot;", 6);
+			break;
+		case '\'':
+			buf_add(b, "&#39;", 5);
+			break;
+		default:
+			if (*p < 0x20 && *p != '\t')
+				buf_printf(b, "&#xFFFD;");
+			else
+				buf_add(b, p, 1);
+		}
+	}
+}
+
+/* OpenMetrics label values: backslash, quote and newline escaped. */
+static void
+status_om_label(struct buf *b, const char *s)
+{
+	for (; *s != '\0'; s++) {
+		if (*s == '\\' || *s == '"')
+			buf_printf(b, "\\%c", *s);
+		else if (*s == '\n')
+			buf_add(b, "\\n", 2);
+		else
+			buf_add(b, s, 1);
+	}
+}
+
+/* The request duration in µs: the current request's, or the last one's. */
+static uint64_t
+status_duration(const struct status *st, const struct sb_slot *s)
+{
+	double	 d;
+
+	if (s->state == SB_IDLE || s->state == SB_STARTING ||
+	    s->state == SB_KEEPALIVE || s->req_started == 0)
+		return s->req_duration_us;
+	d = (st->now - s->req_started) * 1e6;
+	return d > 0 ? (uint64_t)d : 0;
+}
+
+/* One field of the pool, in the format's own way.  TYPE: 's' or 'u'. */
+struct status_field {
+	const char	*name;		/* PHP-FPM's text/JSON name */
+	const char	*xml;		/* its XML element */
+	char		 type;
+	const char	*s;
+	uint64_t	 u;
+};
+
+static size_t
+status_pool_fields(const struct status *st, struct status_field *f,
+    char *tbuf, size_t tlen, bool epoch)
+{
+	const struct pool_conf	*pc = st->pc;
+	size_t			 n = 0;
+
+	if (epoch)
+		snprintf(tbuf, tlen, "%llu", (unsigned long long)st->start_time);
+	else
+		status_time(tbuf, tlen, st->start_time);
+#define S(nm, x, v)	f[n++] = (struct status_field){ nm, x, 's', v, 0 }
+#define U(nm, x, v)	f[n++] = (struct status_field){ nm, x, 'u', NULL, \
+			    (uint64_t)(v) }
+	S("pool", "pool", pc->name);
+	S("process manager", "process-manager", pm_style_name(pc->pm));
+	if (epoch)
+		U("start time", "start-time", st->start_time);
+	else
+		S("start time", "start-time", tbuf);
+	U("start since", "start-since", st->now - st->start_time);
+	U("accepted conn", "accepted-conn", st->accepted_conn);
+	U("listen queue", "listen-queue", st->listen_queue);
+	U("max listen queue", "max-listen-queue", st->max_listen_queue);
+	U("listen queue len", "listen-queue-len", st->listen_queue_len);
+	U("idle processes", "idle-processes", st->idle);
+	U("active processes", "active-processes", st->active);
+	U("total processes", "total-processes", st->idle + st->active);
+	U("max active processes", "max-active-processes", st->max_active);
+	U("max children reached", "max-children-reached",
+	    st->max_children_reached);
+	U("slow requests", "slow-requests", st->slow_requests);
+	/* fpmd's own, after PHP-FPM's: added, never renamed. */
+	U("max children", "max-children", pc->max_children);
+	U("min spare servers", "min-spare-servers", pc->min_spare_servers);
+	U("max spare servers", "max-spare-servers", pc->max_spare_servers);
+	U("keepalive processes", "keepalive-processes",
+	    st->by_state[SB_KEEPALIVE]);
+	U("starting processes", "starting-processes",
+	    st->by_state[SB_STARTING]);
+	U("respawns", "respawns", st->respawns);
+	U("timeout kills", "timeout-kills",
+	    st->kills_timeout);
+	U("retired processes", "retired-processes", st->retired);
+	U("generation", "generation", st->generation);
+	U("last reload", "last-reload", st->reload_time);
+#undef S
+#undef U
+	return n;
+}
+
+#define STATUS_MAXFIELDS	32
+
+static void
+status_text(const struct status *st, bool full, struct buf *b)
+{
+	struct status_field	 f[STATUS_MAXFIELDS];
+	char			 tbuf[64], name[32];
+	size_t			 i, n;
+
+	n = status_pool_fields(st, f, tbuf, sizeof(tbuf), false);
+	for (i = 0; i < n; i++) {
+		snprintf(name, sizeof(name), "%s:", f[i].name);
+		if (f[i].type == 's')
+			buf_printf(b, "%-22s%s\n", name, f[i].s);
+		else
+			buf_printf(b, "%-22s%llu\n", name,
+			    (unsigned long long)f[i].u);
+	}
+	if (!full)
+		return;
+	for (i = 0; i < st->nprocs; i++) {
+		const struct sb_slot	*s = &st->procs[i];
+		bool			 idle = s->state == SB_IDLE;
+
+		status_time(tbuf, sizeof(tbuf), s->started);
+		buf_printf(b, "\n************************\n"
+		    "pid:                  %ld\n"
+		    "state:                %s\n"
+		    "start time:           %s\n"
+		    "start since:          %llu\n"
+		    "requests:             %llu\n"
+		    "request duration:     %llu\n"
+		    "request method:       %s\n"
+		    "request URI:          %s\n"
+		    "content length:       %llu\n"
+		    "user:                 %s\n"
+		    "script:               %s\n"
+		    "last request cpu:     %.2f\n"
+		    "last request memory:  %llu\n",
+		    (long)s->pid, sb_state_name(s->state), tbuf,
+		    (unsigned long long)(st->now - s->started),
+		    (unsigned long long)s->requests,
+		    (unsigned long long)status_duration(st, s),
+		    s->method[0] ? s->method : "-", s->uri[0] ? s->uri : "-",
+		    (unsigned long long)s->content_length,
+		    s->user[0] ? s->user : "-", s->script[0] ? s->script : "-",
+		    idle ? s->last_cpu : 0.0,
+		    (unsigned long long)(idle ? s->last_memory : 0));
+	}
+}
+
+static void
+status_json(const struct status *st, bool full, struct buf *b)
+{
+	struct status_field	 f[STATUS_MAXFIELDS];
+	char			 tbuf[64];
+	size_t			 i, n;
+
+	n = status_pool_fields(st, f, tbuf, sizeof(tbuf), true);
+	buf_add(b, "{", 1);
+	for (i = 0; i < n; i++) {
+		buf_printf(b, "%s\"%s\":", i ? "," : "", f[i].name);
+		if (f[i].type == 's')
+			status_json_str(b, f[i].s);
+		else
+			buf_printf(b, "%llu", (unsigned long long)f[i].u);
+	}
+	if (full) {
+		buf_printf(b, ", \"processes\":[");
+		for (i = 0; i < st->nprocs; i++) {
+			const struct sb_slot	*s = &st->procs[i];
+			bool			 idle = s->state == SB_IDLE;
+
+			buf_printf(b, "%s{\"pid\":%ld,\"state\":\"%s\","
+			    "\"start time\":%llu,\"start since\":%llu,"
+			    "\"requests\":%llu,\"request duration\":%llu,"
+			    "\"request method\":", i ? "," : "", (long)s->pid,
+			    sb_state_name(s->state),
+			    (unsigned long long)s->started,
+			    (unsigned long long)(st->now - s->started),
+			    (unsigned long long)s->requests,
+			    (unsigned long long)status_duration(st, s));
+			status_json_str(b, s->method[0] ? s->method : "-");
+			buf_printf(b, ",\"request uri\":");
+			status_json_str(b, s->uri[0] ? s->uri : "-");
+			buf_printf(b, ",\"content length\":%llu,\"user\":",
+			    (unsigned long long)s->content_length);
+			status_json_str(b, s->user[0] ? s->user : "-");
+			buf_printf(b, ",\"script\":");
+			status_json_str(b, s->script[0] ? s->script : "-");
+			buf_printf(b, ",\"last request cpu\":%.2f,"
+			    "\"last request memory\":%llu}",
+			    idle ? s->last_cpu : 0.0,
+			    (unsigned long long)(idle ? s->last_memory : 0));
+		}
+		buf_add(b, "]", 1);
+	}
+	buf_add(b, "}", 1);
+}
+
+static void
+status_xml(const struct status *st, bool full, struct buf *b)
+{
+	struct status_field	 f[STATUS_MAXFIELDS];
+	char			 tbuf[64];
+	size_t			 i, n;
+
+	n = status_pool_fields(st, f, tbuf, sizeof(tbuf), true);
+	buf_printf(b, "<?xml version=\"1.0\" ?>\n<status>\n");
+	for (i = 0; i < n; i++) {
+		buf_printf(b, "<%s>", f[i].xml);
+		if (f[i].type == 's')
+			status_xml_str(b, f[i].s);
+		else
+			buf_printf(b, "%llu", (unsigned long long)f[i].u);
+		buf_printf(b, "</%s>\n", f[i].xml);
+	}
+	if (full) {
+		buf_printf(b, "<processes>\n");
+		for (i = 0; i < st->nprocs; i++) {
+			const struct sb_slot	*s = &st->procs[i];
+			bool			 idle = s->state == SB_IDLE;
+
+			buf_printf(b, "<process><pid>%ld</pid><state>%s</state>"
+			    "<start-time>%llu</start-time><start-since>%llu"
+			    "</start-since><requests>%llu</requests>"
+			    "<request-duration>%llu</request-duration>"
+			    "<request-method>", (long)s->pid,
+			    sb_state_name(s->state),
+			    (unsigned long long)s->started,
+			    (unsigned long long)(st->now - s->started),
+			    (unsigned long long)s->requests,
+			    (unsigned long long)status_duration(st, s));
+			status_xml_str(b, s->method[0] ? s->method : "-");
+			buf_printf(b, "</request-method><request-uri>");
+			status_xml_str(b, s->uri[0] ? s->uri : "-");
+			buf_printf(b, "</request-uri><content-length>%llu"
+			    "</content-length><user>",
+			    (unsigned long long)s->content_length);
+			status_xml_str(b, s->user[0] ? s->user : "-");
+			buf_printf(b, "</user><script>");
+			status_xml_str(b, s->script[0] ? s->script : "-");
+			buf_printf(b, "</script><last-request-cpu>%.2f"
+			    "</last-request-cpu><last-request-memory>%llu"
+			    "</last-request-memory></process>\n",
+			    idle ? s->last_cpu : 0.0,
+			    (unsigned long long)(idle ? s->last_memory : 0));
+		}
+		buf_printf(b, "</processes>\n");
+	}
+	buf_printf(b, "</status>\n");
+}
+
+static void
+status_html(const struct status *st, bool full, struct buf *b)
+{
+	struct status_field	 f[STATUS_MAXFIELDS];
+	char			 tbuf[64];
+	size_t			 i, n;
+
+	n = status_pool_fields(st, f, tbuf, sizeof(tbuf), false);
+	buf_printf(b, "<!DOCTYPE html>\n<html lang=\"en\"><head>"
+	    "<meta charset=\"utf-8\"><meta http-equiv=\"refresh\" "
+	    "content=\"5\"><title>fpmd status: ");
+	status_xml_str(b, st->pc->name);
+	buf_printf(b, "</title><style>"
+	    "body{font:14px/1.4 system-ui,sans-serif;margin:2em;"
+	    "color:#222;background:#fafafa}"
+	    "h1{font-size:1.4em;margin:0 0 .2em}"
+	    ".sub{color:#666;margin-bottom:1.2em}"
+	    ".cards{display:flex;flex-wrap:wrap;gap:.8em;margin-bottom:1.5em}"
+	    ".card{background:#fff;border:1px solid #ddd;border-radius:6px;"
+	    "padding:.6em 1em;min-width:9em}"
+	    ".card b{display:block;font-size:1.6em}"
+	    ".card span{color:#666;font-size:.85em}"
+	    "table{border-collapse:collapse;background:#fff}"
+	    "th,td{border:1px solid #ddd;padding:.3em .6em;text-align:left}"
+	    "th{background:#eee}td.n{text-align:right}"
+	    "tr.Idle td:nth-child(2){color:#080}"
+	    "tr.Running td:nth-child(2){color:#a60}"
+	    "</style></head><body>\n<h1>Pool ");
+	status_xml_str(b, st->pc->name);
+	buf_printf(b, "</h1>\n<div class=\"sub\">fpmd " PACKAGE_VERSION
+	    ", process manager %s, up since %s; this page refreshes every 5 "
+	    "seconds</div>\n<div class=\"cards\">\n",
+	    pm_style_name(st->pc->pm), f[2].s);
+	buf_printf(b, "<div class=\"card\" id=\"active\"><b>%d</b>"
+	    "<span>active of %d max</span></div>\n", st->active,
+	    st->pc->max_children);
+	buf_printf(b, "<div class=\"card\" id=\"idle\"><b>%d</b>"
+	    "<span>idle</span></div>\n", st->idle);
+	buf_printf(b, "<div class=\"card\" id=\"accepted\"><b>%llu</b>"
+	    "<span>accepted conn</span></div>\n",
+	    (unsigned long long)st->accepted_conn);
+	buf_printf(b, "<div class=\"card\" id=\"queue\"><b>%u</b>"
+	    "<span>listen queue (max %u, len %u)</span></div>\n",
+	    st->listen_queue, st->max_listen_queue, st->listen_queue_len);
+	buf_printf(b, "<div class=\"card\" id=\"reached\"><b>%llu</b>"
+	    "<span>max children reached</span></div>\n",
+	    (unsigned long long)st->max_children_reached);
+	buf_printf(b, "</div>\n<table id=\"pool\">\n");
+	for (i = 0; i < n; i++) {
+		buf_printf(b, "<tr><th>%s</th><td>", f[i].name);
+		if (f[i].type == 's')
+			status_xml_str(b, f[i].s);
+		else
+			buf_printf(b, "%llu", (unsigned long long)f[i].u);
+		buf_printf(b, "</td></tr>\n");
+	}
+	buf_printf(b, "</table>\n");
+	if (full) {
+		buf_printf(b, "<h2>Processes</h2>\n<table id=\"processes\">"
+		    "<tr><th>pid</th><th>state</th><th>start since</th>"
+		    "<th>requests</th><th>request duration (µs)</th>"
+		    "<th>method</th><th>request URI</th><th>content length"
+		    "</th><th>user</th><th>script</th><th>last cpu %%</th>"
+		    "<th>last memory</th></tr>\n");
+		for (i = 0; i < st->nprocs; i++) {
+			const struct sb_slot	*s = &st->procs[i];
+			bool			 idle = s->state == SB_IDLE;
+
+			buf_printf(b, "<tr class=\"%s\"><td class=\"n\">%ld"
+			    "</td><td>%s</td><td class=\"n\">%llu</td>"
+			    "<td class=\"n\">%llu</td><td class=\"n\">%llu</td>"
+			    "<td>", s->state == SB_IDLE ? "Idle" :
+			    s->state == SB_RUNNING ? "Running" : "Other",
+			    (long)s->pid, sb_state_name(s->state),
+			    (unsigned long long)(st->now - s->started),
+			    (unsigned long long)s->requests,
+			    (unsigned long long)status_duration(st, s));
+			status_xml_str(b, s->method[0] ? s->method : "-");
+			buf_printf(b, "</td><td>");
+			status_xml_str(b, s->uri[0] ? s->uri : "-");
+			buf_printf(b, "</td><td class=\"n\">%llu</td><td>",
+			    (unsigned long long)s->content_length);
+			status_xml_str(b, s->user[0] ? s->user : "-");
+			buf_printf(b, "</td><td>");
+			status_xml_str(b, s->script[0] ? s->script : "-");
+			buf_printf(b, "</td><td class=\"n\">%.2f</td>"
+			    "<td class=\"n\">%llu</td></tr>\n",
+			    idle ? s->last_cpu : 0.0,
+			    (unsigned long long)(idle ? s->last_memory : 0));
+		}
+		buf_printf(b, "</table>\n");
+	} else
+		buf_printf(b, "<p><a href=\"?html&amp;full\">every "
+		    "process</a></p>\n");
+	buf_printf(b, "</body></html>\n");
+}
+
+/* One OpenMetrics family with the pool label. */
+static void
+status_om(struct buf *b, const char *pool, const char *name,
+    const char *type, const char *help, uint64_t v)
+{
+	buf_printf(b, "# TYPE fpmd_%s %s\n# HELP fpmd_%s %s\n", name, type,
+	    name, help);
+	buf_printf(b, "fpmd_%s%s{pool=\"", name,
+	    strcmp(type, "counter") == 0 ? "_total" : "");
+	status_om_label(b, pool);
+	buf_printf(b, "\"} %llu\n", (unsigned long long)v);
+}
+
+static void
+status_openmetrics(const struct status *st, struct buf *b)
+{
+	const char	*pool = st->pc->name;
+	int		 i;
+
+	status_om(b, pool, "up", "gauge", "Whether the pool is up.", 1);
+	status_om(b, pool, "start_time_seconds", "gauge",
+	    "When the pool started (Unix time).", (uint64_t)st->start_time);
+	status_om(b, pool, "accepted_connections", "counter",
+	    "Connections accepted by the pool's workers.", st->accepted_conn);
+	status_om(b, pool, "listen_queue", "gauge",
+	    "Connections waiting in the listen queue.", st->listen_queue);
+	status_om(b, pool, "max_listen_queue", "gauge",
+	    "The most connections seen waiting in the listen queue.",
+	    st->max_listen_queue);
+	status_om(b, pool, "listen_queue_length", "gauge",
+	    "The size of the listen queue (backlog).", st->listen_queue_len);
+	status_om(b, pool, "idle_processes", "gauge", "Idle workers.",
+	    (uint64_t)st->idle);
+	status_om(b, pool, "active_processes", "gauge", "Busy workers.",
+	    (uint64_t)st->active);
+	status_om(b, pool, "total_processes", "gauge",
+	    "Idle and busy workers.", (uint64_t)(st->idle + st->active));
+	status_om(b, pool, "max_active_processes", "gauge",
+	    "The most busy workers seen at once.", st->max_active);
+	status_om(b, pool, "max_children_reached", "counter",
+	    "Times the pool hit pm.max_children.", st->max_children_reached);
+	status_om(b, pool, "slow_requests", "counter",
+	    "Requests that ran past request_slowlog_timeout.",
+	    st->slow_requests);
+	status_om(b, pool, "max_children", "gauge",
+	    "pm.max_children: the most workers the pool may have.",
+	    (uint64_t)st->pc->max_children);
+	status_om(b, pool, "min_spare_servers", "gauge",
+	    "pm.min_spare_servers.", (uint64_t)st->pc->min_spare_servers);
+	status_om(b, pool, "max_spare_servers", "gauge",
+	    "pm.max_spare_servers.", (uint64_t)st->pc->max_spare_servers);
+	status_om(b, pool, "respawns", "counter",
+	    "Workers replaced after dying unasked.", st->respawns);
+	status_om(b, pool, "terminate_timeout_kills", "counter",
+	    "Workers killed by request_terminate_timeout.", st->kills_timeout);
+	status_om(b, pool, "retired_processes", "counter",
+	    "Idle workers retired by the process manager.", st->retired);
+	buf_printf(b, "# TYPE fpmd_processes gauge\n# HELP fpmd_processes "
+	    "Workers by state.\n");
+	for (i = SB_STARTING; i < SB_NSTATES; i++) {
+		buf_printf(b, "fpmd_processes{pool=\"");
+		status_om_label(b, pool);
+		buf_printf(b, "\",state=\"%s\"} %d\n",
+		    sb_state_name((enum sb_state)i), st->by_state[i]);
+	}
+	buf_printf(b, "# EOF\n");
+}
+
+static const char *const status_ctypes[] = {
+	[STATUS_TEXT] = "text/plain",
+	[STATUS_JSON] = "application/json",
+	[STATUS_XML] = "text/xml",
+	[STATUS_HTML] = "text/html; charset=utf-8",
+	[STATUS_OPENMETRICS] = "application/openmetrics-text; version=1.0.0; "
+	    "charset=utf-8",
+};
+
+#define STATUS_NOCACHE	"Expires: Thu, 01 Jan 1970 00:00:00 GMT\r\n" \
+	"Cache-Control: no-cache, no-store, must-revalidate, max-age=0\r\n"
+
+void
+status_render(const struct status *st, enum status_format fmt, bool full,
+    bool head, struct buf *out)
+{
+	struct buf	 body = { 0 };
+
+	switch (fmt) {
+	case STATUS_TEXT:
+		status_text(st, full, &body);
+		break;
+	case STATUS_JSON:
+		status_json(st, full, &body);
+		break;
+	case STATUS_XML:
+		status_xml(st, full, &body);
+		break;
+	case STATUS_HTML:
+		status_html(st, full, &body);
+		break;
+	case STATUS_OPENMETRICS:
+		status_openmetrics(st, &body);
+		break;
+	}
+	buf_printf(out, "Status: 200 OK\r\nContent-Type: %s\r\n" STATUS_NOCACHE
+	    "Content-Length: %zu\r\n\r\n", status_ctypes[fmt], body.len);
+	if (!head)
+		buf_add(out, body.data, body.len);
+	if (body.failed)
+		out->failed = true;
+	buf_free(&body);
+}
+
+void
+status_ping(const struct pool_conf *pc, bool head, struct buf *out)
+{
+	buf_printf(out, "Status: 200 OK\r\nContent-Type: text/plain\r\n"
+	    STATUS_NOCACHE "Content-Length: %zu\r\n\r\n",
+	    strlen(pc->ping_response));
+	if (!head)
+		buf_printf(out, "%s", pc->ping_response);
+}
+
+enum status_page
+status_match(const struct pool_conf *pc, const char *script_name)
+{
+	if (script_name == NULL)
+		return STATUS_PAGE_NONE;
+	if (pc->ping_path != NULL && strcmp(script_name, pc->ping_path) == 0)
+		return STATUS_PAGE_PING;
+	if (pc->status_path != NULL &&
+	    strcmp(script_name, pc->status_path) == 0)
+		return STATUS_PAGE_STATUS;
+	return STATUS_PAGE_NONE;
+}
+
+void
+status_respond(const struct scoreboard *sb, const struct pool_conf *pc,
+    int listen_fd, enum status_page page, const char *method,
+    const char *query, struct buf *out)
+{
+	struct status		 st;
+	enum status_format	 fmt;
+	bool			 full, head;
+
+	head = method != NULL && strcmp(method, "HEAD") == 0;
+	if (page == STATUS_PAGE_PING) {
+		status_ping(pc, head, out);
+		return;
+	}
+	status_parse_query(query, &fmt, &full);
+	status_collect(sb, pc, listen_fd, &st);
+	if (st.procs == NULL) {
+		buf_printf(out, "Status: 500 Internal Server Error\r\n"
+		    "Content-Type: text/plain\r\n\r\nInternal error. Please "
+		    "review log file for errors.\n");
+		return;
+	}
+	status_render(&st, fmt, full, head, out);
+	status_free(&st);
+}
