@@ -95,8 +95,8 @@ static const struct directive conf_directives[] = {
 	    INT_MAX, 0 },
 	{ "rlimit_core", GLOBAL, D_RLIMIT, G(rlimit_core), 0, "", 0,
 	    LONG_MAX, 0 },
-	{ "systemd_interval", GLOBAL, D_DURATION, NOOFF, 0, "10s", 0, 0,
-	    UNSUPPORTED },
+	{ "systemd_interval", GLOBAL, D_DURATION, G(systemd_interval_ms), 0,
+	    "10s", 0, 0, 0 },
 	{ "control.listen", GLOBAL, D_PATH, NOOFF, 0, "", 0, 0, UNSUPPORTED },
 
 	/* Pool. */

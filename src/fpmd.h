@@ -195,6 +195,7 @@ struct fpmd_conf {
 	int64_t		 process_control_timeout_ms;
 	bool		 daemonize;
 	long		 process_max;
+	int64_t		 systemd_interval_ms;
 	long		 emergency_restart_threshold;
 	int64_t		 emergency_restart_interval_ms;
 	long		 rlimit_files;
@@ -385,6 +386,21 @@ void	 statusd_on_event(struct status_conn *, int ep, uint32_t events);
 void	 statusd_expire(struct pool *, int64_t now);
 void	 statusd_close(struct pool *);
 
+/* sdnotify.c */
+struct pool_list;
+/* Reads NOTIFY_SOCKET and WATCHDOG_USEC; INTERVAL_MS: systemd_interval. */
+void	 sdn_init(int64_t interval_ms);
+void	 sdn_send(const char *state);	/* "RELOADING=1", "STOPPING=1" */
+void	 sdn_ready(void);
+/* Sends STATUS= (and WATCHDOG=1) when due; returns ms to the next. */
+int64_t	 sdn_tick(struct pool_list *, int64_t now);
+/* Takes the sockets systemd passed (LISTEN_FDS), once, at start. */
+void	 sdn_inherit_init(void);
+/* A passed socket for POOL: by FileDescriptorName, else by address. */
+int	 sdn_inherited_fd(const char *pool, const struct sock_addr *);
+/* Closes, with a warning, the passed sockets no pool took. */
+void	 sdn_inherit_done(void);
+
 /* pm.c */
 struct pm_counts {
 	int	total;		/* live children, including those leaving */
@@ -482,6 +498,7 @@ struct pool {
 	struct ev_source	 ev_wake;
 	struct ev_source	 ev_listen;
 	bool			 listen_watched;
+	bool			 listen_inherited;	/* from systemd */
 	int			 status_fd;	/* pm.status_listen, or -1 */
 	struct ev_source	 ev_status;
 	TAILQ_HEAD(, status_conn) status_conns;

@@ -26,8 +26,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <systemd/sd-daemon.h>
-
 #include "fpmd.h"
 
 /* The grace between TERM and KILL on a fast stop or after a timeout. */
@@ -101,8 +99,8 @@ master_stop(enum master_state to, int sig, int64_t timeout_ms)
 	m.deadline = now_ms() + timeout_ms;
 	TAILQ_FOREACH(p, &m.pools, entry)
 		pool_signal_all(p, sig);
-	if (to == MASTER_FINISHING)
-		sd_notify(0, "STOPPING=1");
+	if (to == MASTER_FINISHING || to == MASTER_TERMINATING)
+		sdn_send("STOPPING=1");
 }
 
 /*
@@ -341,7 +339,7 @@ master_ready(void)
 	if (master_write_pid() == -1)
 		log_warn("cannot write the pid file %s", m.conf->pid_file);
 	log_notice("ready to handle connections");
-	sd_notify(0, "READY=1");
+	sdn_ready();
 	if (m.ready_fd != -1) {
 		(void)write(m.ready_fd, &ok, 1);
 		close(m.ready_fd);
@@ -377,6 +375,20 @@ master_arm(int64_t ms)
 	its.it_value.tv_nsec = (ms % 1000) * 1000000;
 	if (timerfd_settime(m.tfd, 0, &its, NULL) == -1)
 		fatal("timerfd_settime");
+}
+
+static int
+master_somaxconn(void)
+{
+	FILE	*fp;
+	int	 v = 4096;
+
+	if ((fp = fopen("/proc/sys/net/core/somaxconn", "re")) != NULL) {
+		if (fscanf(fp, "%d", &v) != 1)
+			v = 4096;
+		fclose(fp);
+	}
+	return v;
 }
 
 static int
@@ -419,6 +431,8 @@ master_setup(void)
 	if (rlimit_apply(RLIMIT_CORE, m.conf->rlimit_core) == -1)
 		log_warn("setrlimit(rlimit_core = %ld)", m.conf->rlimit_core);
 
+	sdn_init(m.conf->systemd_interval_ms);
+	sdn_inherit_init();
 	TAILQ_INIT(&m.pools);
 	for (i = 0; i < m.conf->npools; i++) {
 		if ((p = pool_new(&m.conf->pools[i], err, sizeof(err))) ==
@@ -445,12 +459,18 @@ master_setup(void)
 		    "max_children = %d, handler = %s", p->conf->name,
 		    p->conf->addr.text, pm_style_name(p->conf->pm),
 		    p->conf->max_children, p->conf->handler);
+		if (p->conf->backlog > master_somaxconn())
+			log_warnx("[pool %s] listen.backlog (%d) exceeds "
+			    "net.core.somaxconn (%d): the kernel uses the "
+			    "smaller", p->conf->name, p->conf->backlog,
+			    master_somaxconn());
 		if (geteuid() != 0 && (p->conf->user != NULL ||
 		    p->conf->chroot != NULL || p->conf->priority != INT_MIN))
 			log_notice("[pool %s] not running as root: user, group, "
 			    "chroot and process.priority are ignored",
 			    p->conf->name);
 	}
+	sdn_inherit_done();
 	return 0;
 }
 
@@ -510,7 +530,7 @@ int
 master_main(struct fpmd_conf *conf, const struct options *opts, int ready_fd)
 {
 	struct epoll_event	 evs[16];
-	int64_t			 now, next;
+	int64_t			 now, next, beat;
 	int			 n, i, rc = 0;
 
 	m.conf = conf;
@@ -537,6 +557,8 @@ master_main(struct fpmd_conf *conf, const struct options *opts, int ready_fd)
 		}
 		if (m.state == MASTER_RUNNING) {
 			next = master_scale(now);
+			if (m.ready && (beat = sdn_tick(&m.pools, now)) < next)
+				next = beat;
 			if (!m.ready && master_pools_ready())
 				master_ready();
 			else if (!m.ready && next > PM_FAST_TICK_MS)

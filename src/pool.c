@@ -55,7 +55,12 @@ pool_new(struct pool_conf *pc, char *err, size_t errlen)
 	    pc->min_spare_servers : pc->pm == PM_ONDEMAND ? 1 : 0;
 	p->sb->pool->start_time = now_real();
 	p->sb->pool->listen_queue_len = (uint32_t)pc->backlog;
-	if ((p->listen_fd = sock_listen(pc, &pc->addr, err, errlen)) == -1)
+	if ((p->listen_fd = sdn_inherited_fd(pc->name, &pc->addr)) != -1) {
+		p->listen_inherited = true;
+		log_notice("[pool %s] using the socket systemd passed for %s",
+		    pc->name, pc->addr.text);
+	} else if ((p->listen_fd = sock_listen(pc, &pc->addr, err,
+	    errlen)) == -1)
 		goto fail;
 	return p;
 fail:
@@ -75,7 +80,11 @@ pool_free(struct pool *p)
 		free(c);
 	}
 	statusd_close(p);
-	sock_close(p->listen_fd, &p->conf->addr);
+	/* A socket systemd passed is systemd's: close it, never unlink it. */
+	if (p->listen_inherited)
+		close(p->listen_fd);
+	else
+		sock_close(p->listen_fd, &p->conf->addr);
 	if (p->wake_fd != -1)
 		close(p->wake_fd);
 	sb_free(p->sb);
