@@ -97,7 +97,7 @@ static const struct directive conf_directives[] = {
 	    LONG_MAX, 0 },
 	{ "systemd_interval", GLOBAL, D_DURATION, G(systemd_interval_ms), 0,
 	    "10s", 0, 0, 0 },
-	{ "control.listen", GLOBAL, D_PATH, NOOFF, 0, "", 0, 0, UNSUPPORTED },
+	{ "control.listen", GLOBAL, D_PATH, G(control_listen), 0, "", 0, 0, 0 },
 
 	/* Pool. */
 	{ "listen", POOL, D_STR, P(listen), 0, NULL, 0, 0, 0 },
@@ -1129,12 +1129,104 @@ conf_free(struct fpmd_conf *c)
 		conf_free_kv(pc->env, pc->nenv);
 		conf_free_kv(pc->handler_options, pc->nhandler_options);
 	}
+	for (j = 0; j < NDIRECTIVES; j++) {
+		const struct directive	*d = &conf_directives[j];
+
+		if (d->scope == GLOBAL && d->offset != NOOFF &&
+		    (d->type == D_STR || d->type == D_PATH))
+			free(*(char **)((char *)c + d->offset));
+	}
 	free(c->pools);
 	free(c->file);
 	free(c->prefix);
-	free(c->pid_file);
-	free(c->error_log);
 	free(c);
+}
+
+static bool
+conf_str_equal(const char *a, const char *b)
+{
+	if (a == NULL || b == NULL)
+		return a == b;
+	return strcmp(a, b) == 0;
+}
+
+static bool
+conf_kv_equal(const struct kv *a, size_t na, const struct kv *b, size_t nb)
+{
+	size_t	 i;
+
+	if (na != nb)
+		return false;
+	for (i = 0; i < na; i++)
+		if (strcmp(a[i].key, b[i].key) != 0 ||
+		    strcmp(a[i].value, b[i].value) != 0)
+			return false;
+	return true;
+}
+
+bool
+conf_pool_equal(const struct pool_conf *a, const struct pool_conf *b)
+{
+	size_t	 i;
+
+	if (strcmp(a->name, b->name) != 0)
+		return false;
+	for (i = 0; i < NDIRECTIVES; i++) {
+		const struct directive	*d = &conf_directives[i];
+		const char		*pa, *pb;
+
+		if (d->scope != POOL || d->offset == NOOFF)
+			continue;
+		pa = (const char *)a + d->offset;
+		pb = (const char *)b + d->offset;
+		switch (d->type) {
+		case D_STR:
+		case D_PATH:
+			if (!conf_str_equal(*(char *const *)pa,
+			    *(char *const *)pb))
+				return false;
+			break;
+		case D_KV:
+			if (!conf_kv_equal(*(struct kv *const *)pa,
+			    *(const size_t *)((const char *)a + d->count_offset),
+			    *(struct kv *const *)pb,
+			    *(const size_t *)((const char *)b + d->count_offset)))
+				return false;
+			break;
+		case D_INT:
+		case D_LOGLEVEL:
+		case D_PM:
+			if (*(const int *)pa != *(const int *)pb)
+				return false;
+			break;
+		case D_LONG:
+		case D_RLIMIT:
+			if (*(const long *)pa != *(const long *)pb)
+				return false;
+			break;
+		case D_BOOL:
+			if (*(const bool *)pa != *(const bool *)pb)
+				return false;
+			break;
+		case D_DURATION:
+			if (*(const int64_t *)pa != *(const int64_t *)pb)
+				return false;
+			break;
+		case D_SIZE:
+			if (*(const uint64_t *)pa != *(const uint64_t *)pb)
+				return false;
+			break;
+		case D_MODE:
+			if (*(const unsigned int *)pa != *(const unsigned int *)pb)
+				return false;
+			break;
+		case D_LIST:
+			break;
+		}
+	}
+	/* Users and groups are names: a changed uid behind one counts. */
+	return a->uid == b->uid && a->gid == b->gid &&
+	    a->listen_uid == b->listen_uid && a->listen_gid == b->listen_gid;
 }
 
 static void

@@ -21,6 +21,13 @@
 #include <time.h>
 
 #include "fcgi.h"
+
+#ifndef TAILQ_FOREACH_SAFE
+#define TAILQ_FOREACH_SAFE(var, head, field, tvar)			\
+	for ((var) = TAILQ_FIRST(head);					\
+	    (var) != NULL && ((tvar) = TAILQ_NEXT(var, field), 1);	\
+	    (var) = (tvar))
+#endif
 #include "fpmd/handler.h"
 
 #define FPMD_NAME	"fpmd"
@@ -102,6 +109,8 @@ int	 sock_addr_parse(const char *spec, struct sock_addr *,
 	    char *err, size_t errlen);
 bool	 sock_addr_equal(const struct sock_addr *, const struct sock_addr *);
 struct pool_conf;
+/* Applies listen.owner, listen.group and listen.mode to a Unix socket. */
+int	 sock_set_perms(const struct pool_conf *, const struct sock_addr *);
 /*
  * Binds and listens on A for a pool (its backlog, and for a Unix socket
  * its owner and mode); the fd is O_CLOEXEC and O_NONBLOCK.
@@ -187,10 +196,12 @@ struct pool_conf {
 };
 
 struct fpmd_conf {
+	int		 refs;		/* the master and each pool using it */
 	char		*file;
 	char		*prefix;
 	char		*pid_file;
 	char		*error_log;
+	char		*control_listen;
 	int		 log_level;
 	int64_t		 process_control_timeout_ms;
 	bool		 daemonize;
@@ -213,6 +224,8 @@ struct fpmd_conf {
 struct fpmd_conf *conf_load(const char *file, const char *prefix,
 	    bool allow_root, FILE *errs);
 void	 conf_free(struct fpmd_conf *);
+/* Whether two pool configurations would run the same workers. */
+bool	 conf_pool_equal(const struct pool_conf *, const struct pool_conf *);
 /* The effective configuration, in the config file's own syntax. */
 void	 conf_print(const struct fpmd_conf *, FILE *);
 const char *pm_style_name(enum pm_style);
@@ -230,6 +243,7 @@ struct fpmd_pool {
 	void			*data;
 };
 extern const struct fpmd_handler h_echo;
+extern const struct fpmd_handler h_cgi;
 
 /* scoreboard.c */
 enum sb_state {
@@ -359,6 +373,9 @@ void	 status_free(struct status *);
 /* PHP-FPM's query switches: html, xml, json, openmetrics; full. */
 void	 status_parse_query(const char *qs, enum status_format *,
 	    bool *full);
+/* The page alone, appended to BODY.  Pure. */
+void	 status_body(const struct status *, enum status_format, bool full,
+	    struct buf *body);
 /* The CGI response (headers, and the body unless HEAD).  Pure. */
 void	 status_render(const struct status *, enum status_format, bool full,
 	    bool head, struct buf *);
@@ -479,7 +496,9 @@ enum ev_kind {
 	EV_WAKE,		/* a pool's eventfd: a worker says it is short */
 	EV_LISTEN,		/* an ondemand pool's socket: a connection waits */
 	EV_STATUS_LISTEN,	/* pm.status_listen: accept */
-	EV_STATUS_CONN		/* a connection to pm.status_listen */
+	EV_STATUS_CONN,		/* a connection to pm.status_listen */
+	EV_CTL_LISTEN,		/* control.listen: accept */
+	EV_CTL_CONN		/* a connection to control.listen (fpmctl) */
 };
 
 struct ev_source {
@@ -490,7 +509,12 @@ struct ev_source {
 
 struct pool {
 	TAILQ_ENTRY(pool)	 entry;
+	struct fpmd_conf	*owner;		/* holds conf; refcounted */
 	struct pool_conf	*conf;
+	bool			 draining;	/* an old generation, leaving */
+	bool			 drain_quit;	/* its workers were told */
+	struct pool		*successor;	/* the generation replacing it */
+	int64_t			 drain_since_ms;
 	const struct fpmd_handler *handler;
 	struct fpmd_pool	 hpool;
 	int			 listen_fd;
@@ -513,9 +537,18 @@ struct pool {
 };
 TAILQ_HEAD(pool_list, pool);
 
-/* Creates the runtime of one configured pool: socket, scoreboard. */
-struct pool *pool_new(struct pool_conf *, char *err, size_t errlen);
-void	 pool_free(struct pool *);
+/*
+ * Creates the runtime of one configured pool of OWNER (which it holds a
+ * reference to): scoreboard, eventfd, socket.  With PREV, the pool's
+ * previous generation, a socket on the same address is not bound again
+ * but taken over by pool_adopt().
+ */
+struct pool *pool_new(struct fpmd_conf *owner, struct pool_conf *,
+	    const struct pool *prev, char *err, size_t errlen);
+/* Takes PREV's sockets (same addresses) and counters: a new generation. */
+void	 pool_adopt(struct pool *, struct pool *prev, int ep);
+/* Frees a pool without children; drops its fds from EP (-1: none). */
+void	 pool_free(struct pool *, int ep);
 struct child *pool_child_by_pid(struct pool_list *, pid_t);
 /* Counts the pool's children from the scoreboard, at NOW. */
 void	 pool_counts(struct pool *, int64_t now, struct pm_counts *);
@@ -571,5 +604,27 @@ struct options {
  * not -1, gets one byte once every pool is ready (the -D launcher waits).
  */
 int	 master_main(struct fpmd_conf *, const struct options *, int ready_fd);
+/*
+ * Reloads the configuration (ONLY: just that pool, as a new generation).
+ * Returns 0 or -1; REPLY gets one line for fpmctl ("ok: ..." or
+ * "error: FILE:LINE: ...").
+ */
+int	 master_reload(const char *only, struct buf *reply);
+/* The text (or JSON) status of every pool, or of POOL, for fpmctl. */
+int	 master_ctl_status(const char *pool, bool json, struct buf *out);
+void	 master_ctl_stop(bool graceful);
+int	 master_reopen(void);
+
+/* ctl.c */
+/*
+ * The control socket (control.listen): root-only (0600), one command a
+ * connection, a line in and an answer out: "ok..." or "error: ...".
+ */
+int	 ctl_open(const char *path, int ep, char *err, size_t errlen);
+void	 ctl_accept(int ep);
+struct ctl_conn;
+void	 ctl_on_event(struct ctl_conn *, int ep, uint32_t events);
+void	 ctl_expire(int64_t now);
+void	 ctl_close(void);
 
 #endif /* FPMD_H */

@@ -20,6 +20,7 @@
 
 static const struct fpmd_handler *const handler_builtins[] = {
 	&h_echo,
+	&h_cgi,
 };
 
 struct plugin {

@@ -168,7 +168,6 @@ main(int argc, char *argv[])
 	}
 	if (opts.daemonize)
 		ready_fd = daemonize();
-	ch = master_main(conf, &opts, ready_fd);
-	conf_free(conf);
-	return ch;
+	/* The master owns the configuration from here (a reload swaps it). */
+	return master_main(conf, &opts, ready_fd);
 }

@@ -159,6 +159,307 @@ master_reap(void)
 	}
 }
 
+static int
+master_somaxconn(void)
+{
+	FILE	*fp;
+	int	 v = 4096;
+
+	if ((fp = fopen("/proc/sys/net/core/somaxconn", "re")) != NULL) {
+		if (fscanf(fp, "%d", &v) != 1)
+			v = 4096;
+		fclose(fp);
+	}
+	return v;
+}
+
+/*
+ * Everything a pool needs that can fail, so that a reload can give up
+ * before it changes anything: the pool, its sockets (unless PREV's are
+ * taken over), its status listener, its eventfd in the loop.
+ */
+static struct pool *
+master_pool_prepare(struct fpmd_conf *owner, struct pool_conf *pc,
+    const struct pool *prev, char *err, size_t errlen)
+{
+	struct epoll_event	 ev = { .events = EPOLLIN };
+	struct pool		*p;
+
+	if ((p = pool_new(owner, pc, prev, err, errlen)) == NULL)
+		return NULL;
+	if (pc->status_listen != NULL && (prev == NULL ||
+	    prev->conf->status_listen == NULL ||
+	    !sock_addr_equal(&prev->conf->status_addr, &pc->status_addr)) &&
+	    statusd_open(p, m.ep, err, errlen) == -1)
+		goto fail;
+	ev.data.ptr = &p->ev_wake;
+	if (epoll_ctl(m.ep, EPOLL_CTL_ADD, p->wake_fd, &ev) == -1) {
+		snprintf(err, errlen, "epoll_ctl: %s", strerror(errno));
+		goto fail;
+	}
+	return p;
+fail:
+	pool_free(p, m.ep);
+	return NULL;
+}
+
+static void
+master_pool_announce(const struct pool *p)
+{
+	if (p->conf->pm == PM_DYNAMIC && p->conf->start_servers == 0)
+		log_notice("[pool %s] pm.start_servers is not set: starting "
+		    "%d workers", p->conf->name, pm_start_servers(p->conf));
+	log_notice("[pool %s] listening on %s, pm = %s, max_children = %d, "
+	    "handler = %s", p->conf->name, p->conf->addr.text,
+	    pm_style_name(p->conf->pm), p->conf->max_children,
+	    p->conf->handler);
+	if (p->conf->backlog > master_somaxconn())
+		log_warnx("[pool %s] listen.backlog (%d) exceeds "
+		    "net.core.somaxconn (%d): the kernel uses the smaller",
+		    p->conf->name, p->conf->backlog, master_somaxconn());
+	if (geteuid() != 0 && (p->conf->user != NULL ||
+	    p->conf->chroot != NULL || p->conf->priority != INT_MIN))
+		log_notice("[pool %s] not running as root: user, group, chroot "
+		    "and process.priority are ignored", p->conf->name);
+}
+
+static bool
+conf_str_same(const char *a, const char *b)
+{
+	if (a == NULL || b == NULL)
+		return a == b;
+	return strcmp(a, b) == 0;
+}
+
+int
+master_reopen(void)
+{
+	if (log_reopen() == -1) {
+		log_warn("cannot reopen the error log");
+		return -1;
+	}
+	log_notice("error log reopened");
+	return 0;
+}
+
+void
+master_ctl_stop(bool graceful)
+{
+	if (graceful) {
+		log_notice("stop requested (graceful): finishing in-flight "
+		    "requests, then stopping");
+		master_stop(MASTER_FINISHING, SIGQUIT,
+		    m.conf->process_control_timeout_ms);
+	} else {
+		log_notice("stop requested: stopping now");
+		master_stop(MASTER_TERMINATING, SIGTERM, MASTER_KILL_GRACE_MS);
+	}
+}
+
+int
+master_ctl_status(const char *name, bool json, struct buf *out)
+{
+	struct pool	*p;
+	struct status	 st;
+	int		 n = 0;
+
+	if (json)
+		buf_add(out, "[", 1);
+	TAILQ_FOREACH(p, &m.pools, entry) {
+		if (p->draining || (name != NULL &&
+		    strcmp(p->conf->name, name) != 0))
+			continue;
+		status_collect(p->sb, p->conf, p->listen_fd, &st);
+		if (n++ > 0)
+			buf_add(out, json ? "," : "\n", 1);
+		status_body(&st, json ? STATUS_JSON : STATUS_TEXT, true, out);
+		status_free(&st);
+	}
+	if (json)
+		buf_add(out, "]\n", 2);
+	return n > 0 || name == NULL ? 0 : -1;
+}
+
+static struct pool *
+master_pool_by_name(const char *name)
+{
+	struct pool	*p;
+
+	TAILQ_FOREACH(p, &m.pools, entry)
+		if (!p->draining && strcmp(p->conf->name, name) == 0)
+			return p;
+	return NULL;
+}
+
+/* An old generation leaves: at once, or once its successor is ready. */
+static void
+master_drain(struct pool *old, struct pool *successor)
+{
+	old->draining = true;
+	old->successor = successor;
+	old->drain_since_ms = now_ms();
+}
+
+/*
+ * Reads the configuration again and applies it pool by pool (ONLY: just
+ * that pool, with a new generation even if unchanged).  Everything that
+ * can fail (parsing, users, binding new addresses) happens before
+ * anything changes: a refused reload leaves every pool as it was.  The
+ * reason goes to the log and, as one line, to REPLY.
+ */
+int
+master_reload(const char *only, struct buf *reply)
+{
+	struct pool_list	 fresh;
+	struct fpmd_conf	*nc, *oc = m.conf;
+	struct pool		*p, *old, *next;
+	char			*errtext = NULL, err[512], *line, *save;
+	size_t			 errlen = 0, i;
+	FILE			*errs;
+	int			 nnew = 0, nsame = 0, ngone = 0;
+
+	if (m.state != MASTER_RUNNING) {
+		buf_printf(reply, "error: stopping");
+		return -1;
+	}
+	sdn_send("RELOADING=1");
+	log_notice("reloading %s%s", only != NULL ? "pool " : "the "
+	    "configuration", only != NULL ? only : "");
+	if ((errs = open_memstream(&errtext, &errlen)) == NULL)
+		fatal("open_memstream");
+	nc = conf_load(m.opts->config, m.opts->prefix, m.opts->allow_root,
+	    errs);
+	fclose(errs);
+	if (nc == NULL) {
+		for (line = strtok_r(errtext, "\n", &save); line != NULL;
+		    line = strtok_r(NULL, "\n", &save)) {
+			log_errorx("reload refused: %s", line);
+			if (reply->len == 0)
+				buf_printf(reply, "error: %s", line);
+		}
+		free(errtext);
+		sdn_send("READY=1");
+		return -1;
+	}
+	free(errtext);
+	nc->refs++;
+	if (only != NULL) {
+		for (i = 0; i < nc->npools; i++)
+			if (strcmp(nc->pools[i].name, only) == 0)
+				break;
+		if (i == nc->npools || master_pool_by_name(only) == NULL) {
+			buf_printf(reply, "error: no pool %s in both the running "
+			    "and the new configuration", only);
+			log_errorx("reload refused: no pool %s", only);
+			goto refuse;
+		}
+	}
+
+	/* Prepare: every new generation and added pool, or nothing. */
+	TAILQ_INIT(&fresh);
+	for (i = 0; i < nc->npools; i++) {
+		struct pool_conf	*pc = &nc->pools[i];
+
+		if (only != NULL && strcmp(pc->name, only) != 0)
+			continue;
+		old = master_pool_by_name(pc->name);
+		if (only == NULL && old != NULL &&
+		    conf_pool_equal(old->conf, pc))
+			continue;
+		if ((p = master_pool_prepare(nc, pc, old, err,
+		    sizeof(err))) == NULL) {
+			log_errorx("reload refused: [pool %s] %s", pc->name,
+			    err);
+			buf_printf(reply, "error: [pool %s] %s", pc->name, err);
+			while ((p = TAILQ_FIRST(&fresh)) != NULL) {
+				TAILQ_REMOVE(&fresh, p, entry);
+				pool_free(p, m.ep);
+			}
+			goto refuse;
+		}
+		p->successor = old;	/* until commit: the one it replaces */
+		TAILQ_INSERT_TAIL(&fresh, p, entry);
+	}
+
+	/* Commit. */
+	if (only == NULL) {
+		TAILQ_FOREACH(old, &m.pools, entry) {
+			if (old->draining)
+				continue;
+			for (i = 0; i < nc->npools; i++)
+				if (strcmp(nc->pools[i].name,
+				    old->conf->name) == 0)
+					break;
+			if (i == nc->npools) {
+				log_notice("[pool %s] removed: draining",
+				    old->conf->name);
+				master_drain(old, NULL);
+				ngone++;
+			} else if (conf_pool_equal(old->conf, &nc->pools[i])) {
+				/* Unchanged: same workers, the new copy. */
+				nc->refs++;
+				old->conf = &nc->pools[i];
+				old->hpool.conf = old->conf;
+				if (--old->owner->refs == 0)
+					conf_free(old->owner);
+				old->owner = nc;
+				nsame++;
+			}
+		}
+	}
+	while ((p = TAILQ_FIRST(&fresh)) != NULL) {
+		TAILQ_REMOVE(&fresh, p, entry);
+		old = p->successor;
+		p->successor = NULL;
+		if (old != NULL) {
+			pool_adopt(p, old, m.ep);
+			master_drain(old, p);
+			log_notice("[pool %s] new generation %u", p->conf->name,
+			    p->sb->pool->generation);
+		} else
+			log_notice("[pool %s] added", p->conf->name);
+		TAILQ_INSERT_TAIL(&m.pools, p, entry);
+		master_pool_announce(p);
+		nnew++;
+	}
+	/* Pools whose old generation left: their sockets are free now. */
+	TAILQ_FOREACH_SAFE(p, &m.pools, entry, next)
+		if (p->draining && p->nchildren == 0) {
+			TAILQ_REMOVE(&m.pools, p, entry);
+			pool_free(p, m.ep);
+		}
+	if (only == NULL) {
+		m.conf = nc;
+		nc->refs++;
+		log_set_level(nc->log_level);
+		if (!conf_str_same(oc->error_log, nc->error_log) &&
+		    log_open(nc->error_log) == -1)
+			log_warn("cannot open the error log %s", nc->error_log);
+		if (m.pid_written && !conf_str_same(oc->pid_file,
+		    nc->pid_file)) {
+			unlink(oc->pid_file);
+			if (master_write_pid() == -1)
+				log_warn("cannot write the pid file %s",
+				    nc->pid_file);
+		}
+		if (--oc->refs == 0)
+			conf_free(oc);
+	}
+	if (--nc->refs == 0)
+		conf_free(nc);
+	log_notice("reloaded: %d new or replaced, %d unchanged, %d removed",
+	    nnew, nsame, ngone);
+	buf_printf(reply, "ok: %d new or replaced, %d unchanged, %d removed",
+	    nnew, nsame, ngone);
+	sdn_send("READY=1");
+	return 0;
+refuse:
+	if (--nc->refs == 0)
+		conf_free(nc);
+	sdn_send("READY=1");
+	return -1;
+}
+
 static void
 master_on_signal(void)
 {
@@ -180,15 +481,16 @@ master_on_signal(void)
 			    MASTER_KILL_GRACE_MS);
 			break;
 		case SIGUSR1:
-			if (log_reopen() == -1)
-				log_warn("cannot reopen the error log");
-			else
-				log_notice("error log reopened");
+			(void)master_reopen();
 			break;
 		case SIGUSR2:
 		case SIGHUP:
-			log_warnx("received SIG%s: reload is not supported "
-			    "yet; ignored", signal_name((int)si.ssi_signo));
+			{
+				struct buf	 reply = { 0 };
+
+				(void)master_reload(NULL, &reply);
+				buf_free(&reply);
+			}
 			break;
 		case SIGCHLD:
 			master_reap();
@@ -277,10 +579,63 @@ master_watch_listen(struct pool *p)
 }
 
 /* Gives each pool what pm.c says it needs; returns ms to the next need. */
+static bool
+master_pool_ready(const struct pool *p)
+{
+	const struct child	*c;
+
+	if (!p->pm.started)
+		return false;
+	TAILQ_FOREACH(c, &p->children, entry)
+		if (p->sb->slots[c->slot].state == SB_STARTING)
+			return false;
+	return true;
+}
+
+/*
+ * An old generation: once its successor's workers accept (or after
+ * process_control_timeout), ask its workers to finish and leave; free it
+ * when the last is gone, closing its socket unless the successor took it.
+ */
+static void
+master_drain_step(struct pool *p, int64_t now)
+{
+	struct pool	*q;
+	bool		 successor_alive = false;
+
+	TAILQ_FOREACH(q, &m.pools, entry)
+		if (q == p->successor)
+			successor_alive = true;
+	if (!successor_alive)
+		p->successor = NULL;
+	if (!p->drain_quit && (p->successor == NULL ||
+	    master_pool_ready(p->successor) ||
+	    now - p->drain_since_ms >= m.conf->process_control_timeout_ms)) {
+		pool_signal_all(p, SIGQUIT);
+		p->drain_quit = true;
+		p->drain_since_ms = now;
+	}
+	/* Bounded, as a stop: QUIT, then TERM, then KILL. */
+	if (p->drain_quit && p->nchildren > 0 && now - p->drain_since_ms >=
+	    m.conf->process_control_timeout_ms) {
+		log_warnx("[pool %s] old generation still busy after "
+		    "process_control_timeout: terminating it", p->conf->name);
+		pool_signal_all(p, SIGTERM);
+		if (now - p->drain_since_ms >= m.conf->process_control_timeout_ms +
+		    MASTER_KILL_GRACE_MS)
+			pool_signal_all(p, SIGKILL);
+	}
+	if (p->nchildren == 0) {
+		log_notice("[pool %s] old generation gone", p->conf->name);
+		TAILQ_REMOVE(&m.pools, p, entry);
+		pool_free(p, m.ep);
+	}
+}
+
 static int64_t
 master_scale(int64_t now)
 {
-	struct pool	*p;
+	struct pool	*p, *next_p;
 	struct child	*c;
 	struct sb_slot	 s;
 	int64_t		 next = PM_TICK_MS, n;
@@ -288,8 +643,13 @@ master_scale(int64_t now)
 
 	TAILQ_FOREACH(p, &m.pools, entry)
 		total += p->nchildren;
-	TAILQ_FOREACH(p, &m.pools, entry) {
+	ctl_expire(now);
+	TAILQ_FOREACH_SAFE(p, &m.pools, entry, next_p) {
 		statusd_expire(p, now);
+		if (p->draining) {
+			master_drain_step(p, now);
+			continue;
+		}
 		n = pool_maintain(p, m.conf->process_max,
 		    total - p->nchildren, now);
 		if (n < next)
@@ -317,15 +677,10 @@ static bool
 master_pools_ready(void)
 {
 	struct pool	*p;
-	struct child	*c;
 
-	TAILQ_FOREACH(p, &m.pools, entry) {
-		if (!p->pm.started)
+	TAILQ_FOREACH(p, &m.pools, entry)
+		if (!p->draining && !master_pool_ready(p))
 			return false;
-		TAILQ_FOREACH(c, &p->children, entry)
-			if (p->sb->slots[c->slot].state == SB_STARTING)
-				return false;
-	}
 	return true;
 }
 
@@ -378,20 +733,6 @@ master_arm(int64_t ms)
 }
 
 static int
-master_somaxconn(void)
-{
-	FILE	*fp;
-	int	 v = 4096;
-
-	if ((fp = fopen("/proc/sys/net/core/somaxconn", "re")) != NULL) {
-		if (fscanf(fp, "%d", &v) != 1)
-			v = 4096;
-		fclose(fp);
-	}
-	return v;
-}
-
-static int
 master_setup(void)
 {
 	struct epoll_event	 ev = { .events = EPOLLIN };
@@ -434,42 +775,19 @@ master_setup(void)
 	sdn_init(m.conf->systemd_interval_ms);
 	sdn_inherit_init();
 	TAILQ_INIT(&m.pools);
+	m.conf->refs++;
 	for (i = 0; i < m.conf->npools; i++) {
-		if ((p = pool_new(&m.conf->pools[i], err, sizeof(err))) ==
-		    NULL) {
+		if ((p = master_pool_prepare(m.conf, &m.conf->pools[i], NULL,
+		    err, sizeof(err))) == NULL) {
 			log_errorx("[pool %s] %s", m.conf->pools[i].name, err);
 			return -1;
 		}
 		TAILQ_INSERT_TAIL(&m.pools, p, entry);
-		if (statusd_open(p, m.ep, err, sizeof(err)) == -1) {
-			log_errorx("[pool %s] pm.status_listen: %s",
-			    p->conf->name, err);
-			return -1;
-		}
-		ev.data.ptr = &p->ev_wake;
-		if (epoll_ctl(m.ep, EPOLL_CTL_ADD, p->wake_fd, &ev) == -1) {
-			log_error("epoll_ctl");
-			return -1;
-		}
-		if (p->conf->pm == PM_DYNAMIC && p->conf->start_servers == 0)
-			log_notice("[pool %s] pm.start_servers is not set: "
-			    "starting %d workers", p->conf->name,
-			    pm_start_servers(p->conf));
-		log_notice("[pool %s] listening on %s, pm = %s, "
-		    "max_children = %d, handler = %s", p->conf->name,
-		    p->conf->addr.text, pm_style_name(p->conf->pm),
-		    p->conf->max_children, p->conf->handler);
-		if (p->conf->backlog > master_somaxconn())
-			log_warnx("[pool %s] listen.backlog (%d) exceeds "
-			    "net.core.somaxconn (%d): the kernel uses the "
-			    "smaller", p->conf->name, p->conf->backlog,
-			    master_somaxconn());
-		if (geteuid() != 0 && (p->conf->user != NULL ||
-		    p->conf->chroot != NULL || p->conf->priority != INT_MIN))
-			log_notice("[pool %s] not running as root: user, group, "
-			    "chroot and process.priority are ignored",
-			    p->conf->name);
+		master_pool_announce(p);
 	}
+	if (ctl_open(m.conf->control_listen, m.ep, err, sizeof(err)) == -1)
+		log_warnx("control socket: %s (fpmctl will not reach this "
+		    "master)", err);
 	sdn_inherit_done();
 	return 0;
 }
@@ -481,10 +799,14 @@ master_teardown(void)
 
 	while ((p = TAILQ_FIRST(&m.pools)) != NULL) {
 		TAILQ_REMOVE(&m.pools, p, entry);
-		pool_free(p);
+		pool_free(p, m.ep);
 	}
+	ctl_close();
 	if (m.pid_written)
 		unlink(m.conf->pid_file);
+	if (m.conf != NULL && --m.conf->refs == 0)
+		conf_free(m.conf);
+	m.conf = NULL;
 	if (m.ep != -1)
 		close(m.ep);
 	if (m.sfd != -1)
@@ -522,6 +844,12 @@ master_on_event(struct ev_source *src, uint32_t events)
 		break;
 	case EV_STATUS_CONN:
 		statusd_on_event(src->ptr, m.ep, events);
+		break;
+	case EV_CTL_LISTEN:
+		ctl_accept(m.ep);
+		break;
+	case EV_CTL_CONN:
+		ctl_on_event(src->ptr, m.ep, events);
 		break;
 	}
 }

@@ -7,6 +7,7 @@
  */
 #include "config.h"
 
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 
 #include <errno.h>
@@ -18,7 +19,8 @@
 #include "fpmd.h"
 
 struct pool *
-pool_new(struct pool_conf *pc, char *err, size_t errlen)
+pool_new(struct fpmd_conf *owner, struct pool_conf *pc,
+    const struct pool *prev, char *err, size_t errlen)
 {
 	struct pool	*p;
 	size_t		 nslots;
@@ -28,6 +30,8 @@ pool_new(struct pool_conf *pc, char *err, size_t errlen)
 		return NULL;
 	}
 	p->conf = pc;
+	p->owner = owner;
+	owner->refs++;
 	p->listen_fd = p->wake_fd = p->status_fd = -1;
 	TAILQ_INIT(&p->children);
 	TAILQ_INIT(&p->status_conns);
@@ -55,6 +59,9 @@ pool_new(struct pool_conf *pc, char *err, size_t errlen)
 	    pc->min_spare_servers : pc->pm == PM_ONDEMAND ? 1 : 0;
 	p->sb->pool->start_time = now_real();
 	p->sb->pool->listen_queue_len = (uint32_t)pc->backlog;
+	/* The same address as the generation before: pool_adopt() it. */
+	if (prev != NULL && sock_addr_equal(&prev->conf->addr, &pc->addr))
+		return p;
 	if ((p->listen_fd = sdn_inherited_fd(pc->name, &pc->addr)) != -1) {
 		p->listen_inherited = true;
 		log_notice("[pool %s] using the socket systemd passed for %s",
@@ -64,24 +71,70 @@ pool_new(struct pool_conf *pc, char *err, size_t errlen)
 		goto fail;
 	return p;
 fail:
-	pool_free(p);
+	pool_free(p, -1);
 	return NULL;
 }
 
 void
-pool_free(struct pool *p)
+pool_adopt(struct pool *p, struct pool *prev, int ep)
+{
+	struct sb_pool		*to = p->sb->pool, *from = prev->sb->pool;
+	struct epoll_event	 ev = { .events = EPOLLIN };
+
+	if (prev->listen_watched) {
+		(void)epoll_ctl(ep, EPOLL_CTL_DEL, prev->listen_fd, NULL);
+		prev->listen_watched = false;
+	}
+	if (p->listen_fd == -1) {
+		p->listen_fd = prev->listen_fd;
+		p->listen_inherited = prev->listen_inherited;
+		prev->listen_fd = -1;
+		/* Owner and mode may be what changed. */
+		sock_set_perms(p->conf, &p->conf->addr);
+	}
+	if (p->status_fd == -1 && prev->status_fd != -1 &&
+	    p->conf->status_listen != NULL &&
+	    sock_addr_equal(&prev->conf->status_addr, &p->conf->status_addr)) {
+		p->status_fd = prev->status_fd;
+		prev->status_fd = -1;
+		p->ev_status.kind = EV_STATUS_LISTEN;
+		p->ev_status.pool = p;
+		ev.data.ptr = &p->ev_status;
+		(void)epoll_ctl(ep, EPOLL_CTL_MOD, p->status_fd, &ev);
+	}
+	/* Monitoring sees one pool whose counters go on. */
+	to->accepted_conn = __atomic_load_n(&from->accepted_conn,
+	    __ATOMIC_RELAXED);
+	to->start_time = from->start_time;
+	to->max_active = from->max_active;
+	to->max_children_reached = from->max_children_reached;
+	to->slow_requests = from->slow_requests;
+	to->max_listen_queue = from->max_listen_queue;
+	to->respawns = from->respawns;
+	to->kills_timeout = from->kills_timeout;
+	to->retired = from->retired;
+	to->generation = from->generation + 1;
+	to->reload_time = now_real();
+}
+
+void
+pool_free(struct pool *p, int ep)
 {
 	struct child	*c;
 
 	if (p == NULL)
 		return;
+	if (ep != -1 && p->wake_fd != -1)
+		(void)epoll_ctl(ep, EPOLL_CTL_DEL, p->wake_fd, NULL);
+	if (ep != -1 && p->listen_watched)
+		(void)epoll_ctl(ep, EPOLL_CTL_DEL, p->listen_fd, NULL);
 	while ((c = TAILQ_FIRST(&p->children)) != NULL) {
 		TAILQ_REMOVE(&p->children, c, entry);
 		free(c);
 	}
 	statusd_close(p);
 	/* A socket systemd passed is systemd's: close it, never unlink it. */
-	if (p->listen_inherited)
+	if (p->listen_inherited && p->listen_fd != -1)
 		close(p->listen_fd);
 	else
 		sock_close(p->listen_fd, &p->conf->addr);
@@ -89,6 +142,8 @@ pool_free(struct pool *p)
 		close(p->wake_fd);
 	sb_free(p->sb);
 	free(p->slot_used);
+	if (p->owner != NULL && --p->owner->refs == 0)
+		conf_free(p->owner);
 	free(p);
 }
 

@@ -155,6 +155,19 @@ sock_unix_stale(const struct sock_addr *a, char *err, size_t errlen)
 }
 
 int
+sock_set_perms(const struct pool_conf *pc, const struct sock_addr *a)
+{
+	if (a->family != AF_UNIX)
+		return 0;
+	if (chmod(a->text, pc->listen_mode) == -1)
+		return -1;
+	if (geteuid() == 0 && chown(a->text, pc->listen_uid,
+	    pc->listen_gid) == -1)
+		return -1;
+	return 0;
+}
+
+int
 sock_listen(const struct pool_conf *pc, const struct sock_addr *a, char *err,
     size_t errlen)
 {
@@ -179,9 +192,7 @@ sock_listen(const struct pool_conf *pc, const struct sock_addr *a, char *err,
 	if (bind(fd, (const struct sockaddr *)&a->ss, a->len) == -1)
 		goto syserr;
 	if (a->family == AF_UNIX) {
-		if (chmod(a->text, pc->listen_mode) == -1 ||
-		    (geteuid() == 0 && chown(a->text, pc->listen_uid,
-		    pc->listen_gid) == -1)) {
+		if (sock_set_perms(pc, a) == -1) {
 			snprintf(err, errlen, "%s: cannot set owner and mode: "
 			    "%s", a->text, strerror(errno));
 			unlink(a->text);

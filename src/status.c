@@ -590,28 +590,35 @@ static const char *const status_ctypes[] = {
 	"Cache-Control: no-cache, no-store, must-revalidate, max-age=0\r\n"
 
 void
+status_body(const struct status *st, enum status_format fmt, bool full,
+    struct buf *body)
+{
+	switch (fmt) {
+	case STATUS_TEXT:
+		status_text(st, full, body);
+		break;
+	case STATUS_JSON:
+		status_json(st, full, body);
+		break;
+	case STATUS_XML:
+		status_xml(st, full, body);
+		break;
+	case STATUS_HTML:
+		status_html(st, full, body);
+		break;
+	case STATUS_OPENMETRICS:
+		status_openmetrics(st, body);
+		break;
+	}
+}
+
+void
 status_render(const struct status *st, enum status_format fmt, bool full,
     bool head, struct buf *out)
 {
 	struct buf	 body = { 0 };
 
-	switch (fmt) {
-	case STATUS_TEXT:
-		status_text(st, full, &body);
-		break;
-	case STATUS_JSON:
-		status_json(st, full, &body);
-		break;
-	case STATUS_XML:
-		status_xml(st, full, &body);
-		break;
-	case STATUS_HTML:
-		status_html(st, full, &body);
-		break;
-	case STATUS_OPENMETRICS:
-		status_openmetrics(st, &body);
-		break;
-	}
+	status_body(st, fmt, full, &body);
 	buf_printf(out, "Status: 200 OK\r\nContent-Type: %s\r\n" STATUS_NOCACHE
 	    "Content-Length: %zu\r\n\r\n", status_ctypes[fmt], body.len);
 	if (!head)
