@@ -18,12 +18,19 @@ set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
 
-# Debian packages: build, tests, demo.  Kept in one place.
+# Debian packages: build, tests, demo, benchmarks.  Kept in one place.
 PACKAGES=(
+	# build
 	build-essential autoconf automake libtool pkg-config
-	libconfuse-dev libsystemd-dev check mandoc
-	nginx-light curl python3 python3-pytest
+	libconfuse-dev libsystemd-dev libacl1-dev check mandoc
+	# tests: the real peers and tools the integration suite drives
+	nginx-light curl python3 python3-pytest python3-prometheus-client
+	apache2 haproxy lighttpd libfcgi-bin fcgiwrap spawn-fcgi
+	gitweb git perl acl logrotate systemd chromium
+	# fuzzing
 	clang libclang-rt-14-dev
+	# benchmarks (contrib/bench)
+	wrk php8.2-fpm libfcgi-dev
 )
 
 say() { printf '==> %s\n' "$*" >&2; }
@@ -44,9 +51,18 @@ deps() {
 		SUDO=
 	fi
 	$SUDO apt-get update -q
-	# Installing nginx must not start the system's nginx.
-	DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 $SUDO apt-get install -y -q \
+	# Installing nginx, apache2, lighttpd or php-fpm must not start the
+	# system's copies (they would fight over port 80): the tests run
+	# private instances.  policy-rc.d is Debian's switch for that.
+	local policy=/usr/sbin/policy-rc.d added=
+	if [ ! -e "$policy" ]; then
+		printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+		$SUDO chmod 755 "$policy"
+		added=1
+	fi
+	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q \
 	    --no-install-recommends "${missing[@]}"
+	[ -z "$added" ] || $SUDO rm -f "$policy"
 }
 
 build() {
