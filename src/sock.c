@@ -191,6 +191,15 @@ sock_listen(const struct pool_conf *pc, const struct sock_addr *a, char *err,
 		goto syserr;
 	if (bind(fd, (const struct sockaddr *)&a->ss, a->len) == -1)
 		goto syserr;
+	/*
+	 * A FastCGI client always speaks first: accept() only once the
+	 * request's first bytes are there, so a worker's first read never
+	 * comes back empty.  The accept queue is still the saturation
+	 * signal: deferred connections count once data arrives.
+	 */
+	if (a->family != AF_UNIX && setsockopt(fd, IPPROTO_TCP,
+	    TCP_DEFER_ACCEPT, &one, sizeof(one)) == -1)
+		goto syserr;
 	if (a->family == AF_UNIX) {
 		if (sock_set_perms(pc, a) == -1) {
 			snprintf(err, errlen, "%s: cannot set owner and mode: "

@@ -447,6 +447,20 @@ worker_pump(struct worker_ctx *w, struct fpmd_request *r, enum want want,
 		    c->rlen - c->rpos, &used);
 		c->rpos += used;
 		if (ev == FCGI_EV_NEED_MORE) {
+			/*
+			 * On a kept connection the client speaks only after
+			 * our answer: wait first, and save the recv() that
+			 * would find nothing.
+			 */
+			if (quit_ok && timeout_ms > 0) {
+				rc = worker_wait(c->fd, POLLIN, timeout_ms, true);
+				if (rc != 1) {
+					c->why = rc == -1 ? "poll failed" : NULL;
+					c->close = true;
+					return rc == -1 ? -1 : -2;
+				}
+				quit_ok = false;
+			}
 			n = recv(c->fd, c->rbuf, RBUF_SIZE, 0);
 			if (n > 0) {
 				c->rpos = 0;
