@@ -50,7 +50,7 @@ deps() {
 	else
 		SUDO=
 	fi
-	$SUDO apt-get update -q
+	$SUDO apt-get update -q -o DPkg::Lock::Timeout=600
 	# Installing nginx, apache2, lighttpd or php-fpm must not start the
 	# system's copies (they would fight over port 80): the tests run
 	# private instances.  policy-rc.d is Debian's switch for that.
@@ -61,6 +61,7 @@ deps() {
 		added=1
 	fi
 	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q \
+	    -o DPkg::Lock::Timeout=600 \
 	    --no-install-recommends "${missing[@]}"
 	[ -z "$added" ] || $SUDO rm -f "$policy"
 }
