@@ -1,0 +1,811 @@
+#!/usr/bin/python3
+"""fpmd side-by-side benchmark: fpmd, spawn-fcgi + libfcgi, php-fpm, nginx.
+
+Run it as contrib/bench/run.sh (which execs this with /usr/bin/python3).
+Everything it starts lives in a private temp dir, listens on free loopback
+ports (or Unix sockets there), and is stopped by pid on exit, whatever the
+exit.  It installs nothing: a missing tool is an error that names its package.
+
+Knobs (environment): DUR, WARM, N, CONC, TRANSPORT, TARGETS, FPMD_BIN,
+NGINX_WORKERS, KEEP_TMP, ROUNDS.  See README.md.
+"""
+
+import ctypes
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+OUT = os.path.join(HERE, "_out")
+URI = "/echo?a=1&b=two"
+SCRIPT = "/var/www/html/echo"  # SCRIPT_FILENAME for fpmd and libfcgi
+CFLAGS = ["-std=c11", "-O2", "-Wall", "-Wextra"]
+
+
+def env_int(name, default, lo, hi):
+    raw = os.environ.get(name, str(default))
+    try:
+        v = int(raw)
+    except ValueError:
+        sys.exit(f"bench: {name}={raw!r} is not a whole number")
+    if not lo <= v <= hi:
+        sys.exit(f"bench: {name}={v} is outside {lo}..{hi}")
+    return v
+
+
+DUR = env_int("DUR", 10, 1, 600)
+WARM = env_int("WARM", 2, 0, 60)
+ROUNDS = env_int("ROUNDS", 2, 1, 10)
+# Each (target, mode) is measured in ROUNDS runs, in A B C, C B A order, to
+# cancel the drift of a shared machine; wrk takes whole seconds.
+PER = max(1, DUR // ROUNDS)
+N = env_int("N", 4, 1, 64)
+CONC = env_int("CONC", 16, 1, 1024)
+NGINX_WORKERS = os.environ.get("NGINX_WORKERS", "1")
+TRANSPORT = os.environ.get("TRANSPORT", "tcp")
+TARGETS = os.environ.get("TARGETS", "fpmd libfcgi php-fpm").split()
+KEEP_TMP = os.environ.get("KEEP_TMP", "0") == "1"
+FPMD_BIN = os.environ.get("FPMD_BIN",
+                          os.path.normpath(os.path.join(HERE, "../../src/fpmd")))
+IS_ROOT = os.geteuid() == 0
+# Every pool drops to the same unprivileged user when we are root.
+RUN_USER, RUN_GROUP = "nobody", "nogroup"
+
+LABELS = {"fpmd": "fpmd", "libfcgi": "spawn-fcgi+libfcgi",
+          "php-fpm": "php-fpm8.2", "ceiling": "nginx return 200"}
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+class Procs:
+    """Every process we started, by pid, stopped in reverse order."""
+
+    def __init__(self):
+        self.started = []   # (name, pid, Popen or None)
+
+    def add(self, name, pid, popen=None):
+        self.started.append((name, pid, popen))
+
+    @staticmethod
+    def alive(pid):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        # A zombie child of ours counts as gone once reaped.
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+        except OSError:
+            return False
+
+    @staticmethod
+    def descendants(pid):
+        out, todo = [], [pid]
+        while todo:
+            p = todo.pop()
+            try:
+                with open(f"/proc/{p}/task/{p}/children") as f:
+                    kids = [int(x) for x in f.read().split()]
+            except OSError:
+                kids = []
+            out.extend(kids)
+            todo.extend(kids)
+        return out
+
+    def stop_all(self):
+        """TERM each started pid (a master stops its own workers: fpmd and
+        php-fpm are judged on that too), wait up to 5 s for them and the
+        children they had, then KILL whatever of them is left, and reap."""
+        victims = []
+        for name, pid, _ in reversed(self.started):
+            victims.append(pid)
+            victims.extend(self.descendants(pid))
+        for name, pid, _ in reversed(self.started):
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except (ProcessLookupError, PermissionError):
+                pass
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            reap()
+            if not any(self.alive(p) for p in victims):
+                break
+            time.sleep(0.05)
+        for pid in victims:
+            if self.alive(pid):
+                log(f"bench: pid {pid} ignored SIGTERM for 5 s: SIGKILL")
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline and any(self.alive(p) for p in victims):
+            reap()
+            time.sleep(0.05)
+        reap()
+        self.started = []
+
+
+def reap():
+    """Collect every exited child, ours and the orphans we adopted."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def become_subreaper():
+    """spawn-fcgi forks its children and exits: as a subreaper we adopt
+    them (instead of pid 1), so we can reap them and none is left behind."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        PR_SET_CHILD_SUBREAPER = 36
+        libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    except OSError:
+        pass
+
+
+def need(tool, package):
+    path = shutil.which(tool) or (tool if os.access(tool, os.X_OK) else None)
+    if path is None:
+        sys.exit(f"bench: {tool} not found: install {package} "
+                 f"(the setup script installs it; this run installs nothing)")
+    return path
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def tail(paths, lines=15):
+    out = ""
+    for path in paths:
+        if path and os.path.exists(path) and os.path.getsize(path) > 0:
+            with open(path, errors="replace") as f:
+                out += f"--- {path}\n" + "".join(f.readlines()[-lines:])
+    return out
+
+
+def wait_listening(addr, what, proc=None, logs=(), timeout=15.0):
+    """Poll until addr (('127.0.0.1', port) or a path) accepts a connection;
+    fail at once if proc exits first, else after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    fam = socket.AF_UNIX if isinstance(addr, str) else socket.AF_INET
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with status {proc.returncode} "
+                               f"before listening on {addr}\n{tail(logs)}")
+        with socket.socket(fam, socket.SOCK_STREAM) as s:
+            s.settimeout(0.5)
+            try:
+                s.connect(addr)
+                return
+            except OSError:
+                pass
+        time.sleep(0.05)
+    raise RuntimeError(f"{what} is not listening on {addr} after "
+                       f"{timeout:.0f} s\n{tail(logs)}")
+
+
+def cpu_busy(seconds=1.0):
+    """Share of the machine's CPU time not idle over a short sample: other
+    work on this shared machine skews every figure of the run."""
+    def sample():
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        return sum(v), v[3] + v[4]   # total, idle + iowait
+    t0, i0 = sample()
+    time.sleep(seconds)
+    t1, i1 = sample()
+    return 1.0 - (i1 - i0) / max(1, t1 - t0)
+
+
+def pss_kb(pid):
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def build():
+    os.makedirs(OUT, exist_ok=True)
+    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        sys.exit("bench: no C compiler (cc): install gcc")
+    if not os.path.exists("/usr/include/fcgiapp.h"):
+        sys.exit("bench: /usr/include/fcgiapp.h not found: install libfcgi-dev")
+    load = os.path.join(OUT, "fcgi-load")
+    echo = os.path.join(OUT, "libfcgi-echo")
+    for cmd in ([cc, *CFLAGS, "-pthread", "-o", load,
+                 os.path.join(HERE, "fcgi-load.c")],
+                [cc, *CFLAGS, "-o", echo,
+                 os.path.join(HERE, "libfcgi-echo.c"), "-lfcgi"]):
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        if r.returncode != 0 or r.stderr.strip():
+            sys.exit(f"bench: build failed or warned: {' '.join(cmd)}\n"
+                     f"{r.stderr}")
+    # The pools run as nobody: let them reach their binary.
+    if IS_ROOT:
+        os.chmod(OUT, 0o755)
+    return load, echo
+
+
+class Bench:
+    def __init__(self, tmp, load, echo):
+        self.tmp = tmp
+        self.load = load
+        self.echo = echo
+        self.procs = Procs()
+        self.fcgi = {}       # target -> address string for fcgi-load
+        self.nginx_port = {}  # target -> http port
+        self.pids = {}       # target -> master pid, or list of pids
+        self.script = {t: SCRIPT for t in TARGETS}
+        self.results = []   # one per (target, mode), rounds combined
+        self.rounds = []    # one per run
+
+    # -- addresses -----------------------------------------------------
+
+    def listen_addr(self, name):
+        """(fcgi-load/nginx address, python connect address)."""
+        if TRANSPORT == "unix":
+            path = os.path.join(self.tmp, f"{name}.sock")
+            return path, path
+        port = free_port()
+        return f"127.0.0.1:{port}", ("127.0.0.1", port)
+
+    def spawn(self, name, argv, logname, **kw):
+        logf = os.path.join(self.tmp, logname)
+        with open(logf, "ab") as out:
+            p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
+                                 stderr=subprocess.STDOUT, cwd=self.tmp,
+                                 start_new_session=True, **kw)
+        self.procs.add(name, p.pid, p)
+        return p, logf
+
+    # -- the servers ---------------------------------------------------
+
+    def start_fpmd(self):
+        addr, caddr = self.listen_addr("fpmd")
+        user = (f'    user = {RUN_USER}\n    group = {RUN_GROUP}\n'
+                if IS_ROOT else "")
+        mode = '    listen.mode = "0666"\n' if TRANSPORT == "unix" else ""
+        conf = os.path.join(self.tmp, "fpmd.conf")
+        with open(conf, "w") as f:
+            f.write(f'pid = "{self.tmp}/fpmd.pid"\n'
+                    f'error_log = "{self.tmp}/fpmd-error.log"\n'
+                    f'log_level = notice\n'
+                    f'pool www {{\n'
+                    f'    listen = "{addr}"\n'
+                    f'    listen.backlog = 511\n{mode}{user}'
+                    f'    pm = static\n'
+                    f'    pm.max_children = {N}\n'
+                    f'    pm.max_requests = 0\n'
+                    f'    handler = echo\n'
+                    f'}}\n')
+        p, logf = self.spawn("fpmd", [FPMD_BIN, "-F", "-c", conf], "fpmd.out")
+        wait_listening(caddr, "fpmd", p,
+                       (logf, os.path.join(self.tmp, "fpmd-error.log")))
+        self.wait_children(p.pid, N, "fpmd")
+        self.fcgi["fpmd"] = addr
+        self.pids["fpmd"] = p.pid
+
+    def start_libfcgi(self):
+        spawn = need("spawn-fcgi", "spawn-fcgi")
+        addr, caddr = self.listen_addr("libfcgi")
+        pidfile = os.path.join(self.tmp, "spawn-fcgi.pid")
+        argv = [spawn, "-F", str(N), "-d", "/", "-P", pidfile]
+        if TRANSPORT == "unix":
+            argv += ["-s", addr, "-M", "0666"]
+        else:
+            host, port = addr.rsplit(":", 1)
+            argv += ["-a", host, "-p", port]
+        if IS_ROOT:
+            argv += ["-u", RUN_USER, "-g", RUN_GROUP]
+        # No -n: with -n spawn-fcgi execs the program itself, so -F is moot
+        # and one process serves.  Without it, it forks N children and exits.
+        argv += ["--", self.echo, "www"]
+        logf = os.path.join(self.tmp, "spawn-fcgi.out")
+        with open(logf, "wb") as out:
+            r = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=out,
+                               stderr=subprocess.STDOUT, cwd=self.tmp,
+                               timeout=30)
+        pids = []
+        if os.path.exists(pidfile):
+            with open(pidfile) as f:
+                pids = [int(x) for x in f.read().split()]
+        for pid in pids:
+            self.procs.add("libfcgi-echo", pid)
+        if r.returncode != 0 or len(pids) != N:
+            with open(logf, errors="replace") as f:
+                raise RuntimeError(f"spawn-fcgi failed ({r.returncode}):\n"
+                                   f"{f.read()}")
+        wait_listening(caddr, "spawn-fcgi/libfcgi-echo", logs=(logf,))
+        self.fcgi["libfcgi"] = addr
+        self.pids["libfcgi"] = pids
+
+    def start_php_fpm(self):
+        php = need("/usr/sbin/php-fpm8.2", "php8.2-fpm")
+        addr, caddr = self.listen_addr("php-fpm")
+        script = os.path.join(self.tmp, "echo.php")
+        shutil.copy(os.path.join(HERE, "echo.php"), script)
+        os.chmod(script, 0o644)
+        self.script["php-fpm"] = script
+        conf = os.path.join(self.tmp, "php-fpm.conf")
+        user = (f"user = {RUN_USER}\ngroup = {RUN_GROUP}\n" if IS_ROOT else "")
+        mode = "listen.mode = 0666\n" if TRANSPORT == "unix" else ""
+        with open(conf, "w") as f:
+            f.write(f"[global]\n"
+                    f"pid = {self.tmp}/php-fpm.pid\n"
+                    f"error_log = {self.tmp}/php-fpm-error.log\n"
+                    f"daemonize = no\n"
+                    f"[www]\n"
+                    f"listen = {addr}\n"
+                    f"listen.backlog = 511\n{mode}{user}"
+                    f"pm = static\n"
+                    f"pm.max_children = {N}\n"
+                    f"pm.max_requests = 0\n")
+        # -n: no php.ini, so nothing from the host leaks in; then what a
+        # production php-fpm has: opcache (the script is compiled once), and
+        # posix for the uid/gid lines of the echo page.
+        argv = [php, "-n", "-y", conf, "-F",
+                "-d", "zend_extension=opcache.so", "-d", "opcache.enable=1",
+                "-d", "extension=posix.so", "-d", "expose_php=0"]
+        if IS_ROOT:
+            argv.append("-R")
+        p, logf = self.spawn("php-fpm", argv, "php-fpm.out")
+        wait_listening(caddr, "php-fpm", p,
+                       (logf, os.path.join(self.tmp, "php-fpm-error.log")))
+        self.wait_children(p.pid, N, "php-fpm")
+        self.fcgi["php-fpm"] = addr
+        self.pids["php-fpm"] = p.pid
+
+    def wait_children(self, pid, n, what, timeout=10.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if len(self.procs.descendants(pid)) >= n:
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"{what}: fewer than {n} workers after {timeout} s")
+
+    def nginx_conf(self, ceiling_body):
+        tmp = self.tmp
+        lines = [
+            f"worker_processes {NGINX_WORKERS};",
+            f"pid {tmp}/nginx.pid;",
+            f"error_log {tmp}/nginx-error.log warn;",
+            "daemon off;",
+            "master_process on;",
+        ]
+        if IS_ROOT:
+            lines.append(f"user {RUN_USER} {RUN_GROUP};")
+        lines += [
+            "events { worker_connections 4096; }",
+            "http {",
+            "    access_log off;",
+            "    keepalive_requests 10000000;",
+            "    keepalive_timeout 60s;",
+            f"    client_body_temp_path {tmp}/nginx-body;",
+            f"    fastcgi_temp_path {tmp}/nginx-fastcgi;",
+            f"    proxy_temp_path {tmp}/nginx-proxy;",
+            f"    uwsgi_temp_path {tmp}/nginx-uwsgi;",
+            f"    scgi_temp_path {tmp}/nginx-scgi;",
+        ]
+        for t in TARGETS:
+            addr = self.fcgi[t]
+            up = f"unix:{addr}" if TRANSPORT == "unix" else addr
+            script = self.script[t]
+            lines += [
+                "    server {",
+                f"        listen 127.0.0.1:{self.nginx_port[t]};",
+                "        server_name localhost;",
+                f"        root {os.path.dirname(script)};",
+                "        location / {",
+                # Debian's /etc/nginx/fastcgi_params, inline.
+                "            fastcgi_param QUERY_STRING $query_string;",
+                "            fastcgi_param REQUEST_METHOD $request_method;",
+                "            fastcgi_param CONTENT_TYPE $content_type;",
+                "            fastcgi_param CONTENT_LENGTH $content_length;",
+                "            fastcgi_param SCRIPT_NAME $fastcgi_script_name;",
+                "            fastcgi_param REQUEST_URI $request_uri;",
+                "            fastcgi_param DOCUMENT_URI $document_uri;",
+                "            fastcgi_param DOCUMENT_ROOT $document_root;",
+                "            fastcgi_param SERVER_PROTOCOL $server_protocol;",
+                "            fastcgi_param REQUEST_SCHEME $scheme;",
+                "            fastcgi_param HTTPS $https if_not_empty;",
+                "            fastcgi_param GATEWAY_INTERFACE CGI/1.1;",
+                "            fastcgi_param SERVER_SOFTWARE nginx/$nginx_version;",
+                "            fastcgi_param REMOTE_ADDR $remote_addr;",
+                "            fastcgi_param REMOTE_PORT $remote_port;",
+                "            fastcgi_param REMOTE_USER $remote_user;",
+                "            fastcgi_param SERVER_ADDR $server_addr;",
+                "            fastcgi_param SERVER_PORT $server_port;",
+                "            fastcgi_param SERVER_NAME $server_name;",
+                "            fastcgi_param REDIRECT_STATUS 200;",
+                f"            fastcgi_param SCRIPT_FILENAME {script};",
+                f"            fastcgi_pass {up};",
+                "        }",
+                "    }",
+            ]
+        lines += [
+            "    server {",
+            f"        listen 127.0.0.1:{self.nginx_port['ceiling']};",
+            "        location / {",
+            "            default_type text/plain;",
+            "            charset utf-8;",
+            f'            return 200 "{ceiling_body}";',
+            "        }",
+            "    }",
+            "}",
+        ]
+        with open(os.path.join(tmp, "nginx.conf"), "w") as f:
+            f.write("\n".join(lines) + "\n")
+
+    def start_nginx(self):
+        nginx = need("nginx", "nginx")
+        for t in TARGETS + ["ceiling"]:
+            self.nginx_port[t] = free_port()
+        # The ceiling's body must be as long as what the FastCGI servers
+        # send through nginx; that is only known once nginx runs, so start
+        # with a stand-in and reload (HUP) once it is measured.
+        self.nginx_conf("x")
+        conf = os.path.join(self.tmp, "nginx.conf")
+        errlog = os.path.join(self.tmp, "nginx-error.log")
+        r = subprocess.run([nginx, "-t", "-q", "-p", self.tmp, "-c", conf,
+                            "-e", errlog], capture_output=True, text=True)
+        if r.returncode != 0:
+            raise RuntimeError(f"nginx -t failed:\n{r.stderr}")
+        p, _ = self.spawn("nginx", [nginx, "-p", self.tmp, "-c", conf,
+                                    "-e", errlog], "nginx.out")
+        for t in TARGETS + ["ceiling"]:
+            wait_listening(("127.0.0.1", self.nginx_port[t]), "nginx", p,
+                           (errlog,))
+        self.pids["nginx"] = p.pid
+
+        ref = "fpmd" if "fpmd" in TARGETS else TARGETS[0]
+        size = len(self.http_body(ref))
+        # Lines of 63 'x' and a newline: no quote, no '$', no escape.
+        body = ("x" * 63 + "\\n") * (size // 64) + "x" * (size % 64)
+        old_workers = set(self.procs.descendants(p.pid))
+        self.nginx_conf(body)
+        os.kill(p.pid, signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            kids = set(self.procs.descendants(p.pid))
+            if (len(self.http_body("ceiling")) == size and kids and
+                    not kids & old_workers):
+                return
+            time.sleep(0.1)
+        raise RuntimeError("nginx did not reload the ceiling body in 10 s")
+
+    def http_body(self, target):
+        """GET the benchmark URL through nginx; the body as bytes."""
+        port = self.nginx_port[target]
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(f"GET {URI} HTTP/1.1\r\nHost: localhost\r\n"
+                      f"Connection: close\r\n\r\n".encode())
+            data = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        status = head.split(b"\r\n", 1)[0]
+        if b" 200 " not in status + b" ":
+            raise RuntimeError(f"{target} through nginx answered "
+                               f"{status.decode(errors='replace')!r}:\n"
+                               f"{data[:600].decode(errors='replace')}")
+        if b"chunked" in head.lower():
+            body = dechunk(body)
+        return body
+
+    # -- measuring -----------------------------------------------------
+
+    def run_wrk(self, target, dur, warm):
+        wrk = need("wrk", "wrk")
+        url = f"http://127.0.0.1:{self.nginx_port[target]}{URI}"
+        if warm:
+            subprocess.run([wrk, "-t2", "-c16", f"-d{warm}s", url],
+                           capture_output=True, timeout=warm + 30)
+        r = subprocess.run([wrk, "--latency", "-t2", "-c16", f"-d{dur}s", url],
+                           capture_output=True, text=True, timeout=dur + 60)
+        if r.returncode != 0:
+            raise RuntimeError(f"wrk failed on {target}:\n{r.stdout}{r.stderr}")
+        return parse_wrk(r.stdout)
+
+    def run_load(self, target, keep, dur, warm):
+        conc = N if keep else CONC
+        argv = [self.load, "-q", "-c", str(conc), "-d", str(dur),
+                "-w", str(warm), "-k" if keep else "-N",
+                "-s", self.script[target], "-u", URI, self.fcgi[target]]
+        r = subprocess.run(argv, capture_output=True, text=True,
+                           timeout=dur + warm + 60)
+        line = r.stdout.strip().splitlines()[-1] if r.stdout.strip() else ""
+        res = dict(kv.split("=", 1) for kv in line.split() if "=" in kv)
+        if "rps" not in res:
+            raise RuntimeError(f"fcgi-load failed on {target}:\n"
+                               f"{r.stdout}{r.stderr}")
+        return {"rps": float(res["rps"]), "p50_us": int(res["p50_us"]),
+                "p99_us": int(res["p99_us"]), "errors": int(res["errors"]),
+                "requests": int(res["requests"]),
+                "stuck_ms": int(res.get("oldest_unfinished_ms", 0)),
+                "bytes": int(res.get("resp_bytes", 0)), "conc": conc}
+
+    def measure(self, target, mode, rnd):
+        """One round of one (target, mode); the warm-up comes before the
+        first round only."""
+        warm = WARM if rnd == 0 else 0
+        log(f"bench: round {rnd + 1}/{ROUNDS} {LABELS[target]:<20} "
+            f"{mode:<10} ...")
+        if mode == "nginx":
+            res = self.run_wrk(target, PER, warm)
+            res["conc"] = 16
+        else:
+            res = self.run_load(target, mode == "keep-conn", PER, warm)
+        res.update(target=target, mode=mode, round=rnd + 1)
+        self.rounds.append(res)
+
+    def measure_all(self):
+        for mode in ("nginx", "new-conn", "keep-conn"):
+            order = (["ceiling"] if mode == "nginx" else []) + TARGETS
+            for rnd in range(ROUNDS):
+                for t in (order if rnd % 2 == 0 else order[::-1]):
+                    self.measure(t, mode, rnd)
+            for t in order:
+                self.results.append(combine(
+                    [r for r in self.rounds if (r["target"], r["mode"]) ==
+                     (t, mode)]))
+
+    def memory(self):
+        rows = []
+
+        def one(label, pid):
+            rows.append((label, pid, pss_kb(pid)))
+
+        if "fpmd" in self.pids:
+            m = self.pids["fpmd"]
+            one("fpmd master", m)
+            kids = self.procs.descendants(m)
+            if kids:
+                one("fpmd worker", kids[0])
+        if "libfcgi" in self.pids:
+            one("libfcgi-echo (spawn-fcgi child)", self.pids["libfcgi"][0])
+        if "php-fpm" in self.pids:
+            m = self.pids["php-fpm"]
+            one("php-fpm master", m)
+            kids = self.procs.descendants(m)
+            if kids:
+                one("php-fpm worker", kids[0])
+        if "nginx" in self.pids:
+            m = self.pids["nginx"]
+            one("nginx master", m)
+            kids = self.procs.descendants(m)
+            if kids:
+                one("nginx worker", kids[0])
+        return rows
+
+
+def combine(runs):
+    """Rounds of equal length: mean req/s and percentiles, summed errors,
+    and the spread (max - min) / mean of req/s, to show the noise."""
+    rps = [r["rps"] for r in runs]
+    out = dict(runs[0])
+    del out["round"]
+    out["rps"] = sum(rps) / len(rps)
+    out["spread"] = (max(rps) - min(rps)) / out["rps"] if out["rps"] else 0.0
+    for key in ("p50_us", "p99_us"):
+        out[key] = int(sum(r[key] for r in runs) / len(runs))
+    for key in ("errors", "requests"):
+        out[key] = sum(r[key] for r in runs)
+    out["stuck_ms"] = max(r.get("stuck_ms", 0) for r in runs)
+    out["rounds_rps"] = rps
+    return out
+
+
+def dechunk(body):
+    out = b""
+    while body:
+        size_line, _, rest = body.partition(b"\r\n")
+        size = int(size_line.split(b";")[0], 16)
+        if size == 0:
+            break
+        out += rest[:size]
+        body = rest[size + 2:]
+    return out
+
+
+def to_us(text):
+    m = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
+    if not m:
+        return None
+    return float(m.group(1)) * {"us": 1, "ms": 1e3, "s": 1e6, "m": 6e7}[m.group(2)]
+
+
+def parse_wrk(out):
+    res = {"errors": 0}
+    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if not m:
+        raise RuntimeError(f"cannot read wrk's output:\n{out}")
+    res["rps"] = float(m.group(1))
+    for pct, key in (("50", "p50_us"), ("99", "p99_us")):
+        m = re.search(rf"^\s+{pct}%\s+(\S+)", out, re.M)
+        res[key] = int(to_us(m.group(1))) if m else 0
+    m = re.search(r"(\d+) requests in", out)
+    res["requests"] = int(m.group(1)) if m else 0
+    m = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    if m:
+        res["errors"] += int(m.group(1))
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), "
+                  r"timeout (\d+)", out)
+    if m:
+        res["errors"] += sum(int(x) for x in m.groups())
+    return res
+
+
+def fmt_us(us):
+    return f"{us / 1000:.2f}ms" if us >= 1000 else f"{us}us"
+
+
+def ratio(a, b):
+    return f"{a / b:.2f}" if a and b else "-"
+
+
+def report(bench, mem_idle, mem_after, busy):
+    res = bench.results
+    by = {(r["target"], r["mode"]): r for r in res}
+    ceiling = by.get(("ceiling", "nginx"), {}).get("rps")
+    print()
+    print(f"fpmd benchmark: N={N} workers each (pm=static), {TRANSPORT}, "
+          f"{ROUNDS}x{PER}s per measurement (ABBA order) after {WARM}s "
+          f"warm-up, "
+          f"nginx worker_processes {NGINX_WORKERS}, {os.cpu_count()} CPUs")
+    print("  nginx: wrk -t2 -c16 through nginx (nginx opens a new FastCGI "
+          "connection per request)")
+    print(f"  new-conn/keep-conn: fcgi-load straight to the FastCGI socket, "
+          f"c={CONC} / c={N}")
+    print("  req/s: mean of the rounds; +-: half their range, in % of the mean")
+    print(f"  CPU busy before the run (other work): {busy:.0%}" +
+          ("  <- the machine is busy: figures are noisy" if busy > 0.2 else ""))
+    print()
+    hdr = (f"{'target':<20} {'mode':<10} {'conc':>4} {'req/s':>10} {'+-':>4} "
+           f"{'p50':>9} {'p99':>9} {'errors':>7} {'x ceiling':>9} "
+           f"{'x libfcgi':>9} {'x php-fpm':>9}")
+    print(hdr)
+    print("-" * len(hdr))
+    for r in res:
+        lib = by.get(("libfcgi", r["mode"]), {}).get("rps")
+        php = by.get(("php-fpm", r["mode"]), {}).get("rps")
+        xc = ratio(r["rps"], ceiling) if r["mode"] == "nginx" else ""
+        xl = ratio(r["rps"], lib) if r["target"] not in ("ceiling",) else ""
+        xp = ratio(r["rps"], php) if r["target"] not in ("ceiling",) else ""
+        err = str(r["errors"]) + ("!" if r.get("stuck_ms", 0) >= 1000 else "")
+        print(f"{LABELS[r['target']]:<20} {r['mode']:<10} {r['conc']:>4} "
+              f"{r['rps']:>10.0f} {r['spread'] * 50:>3.0f}% "
+              f"{fmt_us(r['p50_us']):>9} "
+              f"{fmt_us(r['p99_us']):>9} {err:>7} {xc:>9} {xl:>9} {xp:>9}")
+    print()
+    print("ratios (req/s):")
+    for mode in ("nginx", "new-conn", "keep-conn"):
+        f = by.get(("fpmd", mode), {}).get("rps")
+        lib = by.get(("libfcgi", mode), {}).get("rps")
+        php = by.get(("php-fpm", mode), {}).get("rps")
+        parts = []
+        if mode == "nginx":
+            parts += [f"fpmd/ceiling {ratio(f, ceiling)}",
+                      f"libfcgi/ceiling {ratio(lib, ceiling)}",
+                      f"php-fpm/ceiling {ratio(php, ceiling)}"]
+        parts += [f"fpmd/libfcgi {ratio(f, lib)}",
+                  f"fpmd/php-fpm {ratio(f, php)}"]
+        print(f"  {mode:<10} " + ", ".join(parts))
+    print()
+    print("memory, PSS in KiB (/proc/PID/smaps_rollup): idle before the load, "
+          "idle after it")
+    after = {pid: kb for _, pid, kb in mem_after}
+    for label, pid, kb in mem_idle:
+        kb2 = after.get(pid)
+        print(f"  {label:<34} pid {pid:<8} {kb if kb is not None else 'n/a':>7}"
+              f" {kb2 if kb2 is not None else 'gone':>7}")
+    sizes = {r["target"]: r.get("bytes") for r in res if r.get("bytes")}
+    if sizes:
+        print()
+        print("FastCGI STDOUT bytes per response (fcgi-load): " +
+              ", ".join(f"{LABELS[t]} {b}" for t, b in sizes.items()))
+    if any(r.get("stuck_ms", 0) >= 1000 for r in res):
+        print("! a request was still unanswered after 1 s or more when the "
+              "run ended: a starved connection")
+    path = os.path.join(OUT, "last-run.json")
+    with open(path, "w") as f:
+        json.dump({"N": N, "DUR": DUR, "WARM": WARM, "CONC": CONC,
+                   "ROUNDS": ROUNDS, "rounds": bench.rounds,
+                   "transport": TRANSPORT, "cpu_busy_before": busy,
+                   "results": res,
+                   "pss_idle_kb": mem_idle, "pss_after_kb": mem_after},
+                  f, indent=1)
+    print(f"\n(raw figures: {path})")
+
+
+def main():
+    for t in TARGETS:
+        if t not in ("fpmd", "libfcgi", "php-fpm"):
+            sys.exit(f"bench: unknown target {t!r} in TARGETS "
+                     f"(fpmd libfcgi php-fpm)")
+    if TRANSPORT not in ("tcp", "unix"):
+        sys.exit("bench: TRANSPORT must be tcp or unix")
+    need("nginx", "nginx")
+    need("wrk", "wrk")
+    if "libfcgi" in TARGETS:
+        need("spawn-fcgi", "spawn-fcgi")
+    if "php-fpm" in TARGETS:
+        need("/usr/sbin/php-fpm8.2", "php8.2-fpm")
+    if "fpmd" in TARGETS and not os.access(FPMD_BIN, os.X_OK):
+        sys.exit(f"bench: fpmd not found at {FPMD_BIN}: build it "
+                 f"(autoreconf -fi && ./configure && make) or set FPMD_BIN; "
+                 f"TARGETS='libfcgi php-fpm' runs without it")
+    become_subreaper()
+    busy = cpu_busy()
+    if busy > 0.2:
+        log(f"bench: the CPUs are {busy:.0%} busy before the run: "
+            f"the figures will be noisy")
+    tmp = tempfile.mkdtemp(prefix="fpmd-bench.")
+    os.chmod(tmp, 0o755)
+    load, echo = build()
+    bench = Bench(tmp, load, echo)
+    ok = False
+
+    def on_signal(signum, frame):
+        log(f"bench: {signal.Signals(signum).name}: stopping everything")
+        raise SystemExit(128 + signum)
+
+    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(s, on_signal)
+    n_meas = 1 + len(TARGETS) * 3
+    log(f"bench: {n_meas} measurements of {ROUNDS}x{PER}s after {WARM}s "
+        f"warm-up: about {n_meas * (ROUNDS * PER + WARM) + 10}s; "
+        f"temp dir {tmp}")
+    try:
+        starters = {"fpmd": bench.start_fpmd, "libfcgi": bench.start_libfcgi,
+                    "php-fpm": bench.start_php_fpm}
+        for t in TARGETS:
+            starters[t]()
+        bench.start_nginx()
+        time.sleep(0.5)
+        mem_idle = bench.memory()
+        bench.measure_all()
+        time.sleep(1)
+        mem_after = bench.memory()
+        report(bench, mem_idle, mem_after, busy)
+        ok = True
+    except (RuntimeError, subprocess.TimeoutExpired) as e:
+        log(f"bench: {e}")
+    finally:
+        bench.procs.stop_all()
+        if ok and not KEEP_TMP:
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            log(f"bench: logs and configs kept in {tmp}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
