@@ -160,6 +160,8 @@ main(int argc, char *argv[])
 		opts.daemonize = conf->daemonize;
 
 	log_set_level(conf->log_level);
+	log_set_limit((size_t)conf->log_limit);
+	(void)log_set_syslog(conf->syslog_facility, conf->syslog_ident);
 	if (log_open(conf->error_log) == -1) {
 		fprintf(stderr, "fpmd: cannot open the error log %s: %s\n",
 		    conf->error_log, strerror(errno));
