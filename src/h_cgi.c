@@ -10,6 +10,12 @@
  * program while its stdout goes to the client and its stderr to the error
  * log, line by line.  The program is reaped before the request ends.
  *
+ * Output the program writes while the client is still sending the body
+ * is held in an unlinked temporary file until the body has ended (or the
+ * program closed its stdin): nginx stops sending a request body once it
+ * has passed the response header on, so a program that answers while it
+ * still reads (an echo, an upload with progress) would wait forever.
+ *
  * Taboos: nothing here may end the worker (no fatal(), no exit but the
  * forked child's _exit()); no fd stays open past the request; the only
  * wait without a deadline is the program's own run when timeout is 0.
@@ -46,15 +52,15 @@
 extern char **environ;
 
 struct cgi_worker {
-	struct fpmd_pool	*pool;
 	const char		*exts;		/* limit_extensions, or NULL */
 	const char		*root;		/* NULL: scripts anywhere */
 	int64_t			 timeout_ms;	/* 0: none */
-	int64_t			 stall_ms;	/* fastcgi.read_timeout; 0: none */
+	int64_t			 stall_ms;	/* fastcgi.read_timeout */
 	char			 ibuf[CGI_BUF_SIZE];
 	char			 obuf[CGI_BUF_SIZE];
 	char			 head[CGI_HEAD_MAX];
 	char			 line[CGI_LINE_MAX];
+	char			 sbuf[CGI_BUF_SIZE];	/* out of the spool */
 };
 
 /* How a program's run ended, as far as the relay loop is concerned. */
@@ -80,24 +86,26 @@ struct cgi_run {
 	const struct fpmd_host	*host;
 	struct fpmd_request	*req;
 	struct cgi_worker	*cw;
-	const char		*script;	/* SCRIPT_FILENAME, for the log */
-	char			 path[PATH_MAX];	/* its realpath: what runs */
+	const char		*script;	/* SCRIPT_FILENAME, as sent */
+	char			 path[PATH_MAX];	/* realpath: it runs */
 	char			 dir[PATH_MAX];		/* and its directory */
 	pid_t			 pid;		/* also its process group */
-	int			 pidfd;		/* -1: none, poll by ticks */
-	int			 in, out, err;	/* our pipe ends; -1 once closed */
-	bool			 exited;	/* a zombie, kept until reaped */
+	int			 pidfd;		/* -1: poll by ticks */
+	int			 in, out, err;	/* our pipe ends, or -1 */
+	bool			 exited;	/* a zombie until reaped */
 	int64_t			 started_ms;
 	size_t			 ipos, ilen;	/* body bytes waiting in ibuf */
 	bool			 body_done;	/* the client's stdin ended */
-	bool			 conn_wait;	/* no stdin until conn_fd is ready */
+	bool			 conn_wait;	/* stdin needs conn_fd ready */
 	int64_t			 wait_ms;	/* since when conn_wait holds */
 	size_t			 hlen;		/* bytes in head */
-	size_t			 hscan;		/* start of head's unfinished line */
+	size_t			 hscan;		/* start of head's last line */
 	bool			 head_done;
-	bool			 sent;		/* output went to the client */
+	int			 spool;		/* output held back, or -1 */
+	off_t			 spool_len;
+	bool			 sent;		/* output reached the client */
 	size_t			 llen;		/* bytes in line */
-	const char		*why;		/* why the headers were refused */
+	const char		*why;		/* why the headers are bad */
 };
 
 /*
@@ -210,7 +218,6 @@ cgi_worker_init(const struct fpmd_host *host, struct fpmd_pool *pool,
 		host->log(FPMD_LOG_ERROR, "cgi: out of memory");
 		return -1;
 	}
-	cw->pool = pool;
 	cw->exts = host->option(pool, "limit_extensions");
 	cw->root = host->option(pool, "root");
 	/* check_options accepted it: it parses. */
@@ -254,6 +261,7 @@ cgi_answer(struct cgi_run *r, const char *status)
 	if (r->sent)
 		return 0;
 	r->sent = true;
+	cgi_close(&r->spool);
 	n = snprintf(buf, sizeof(buf), "Status: %s\r\nContent-Type: "
 	    "text/plain; charset=utf-8\r\n\r\n%s\n", status, status);
 	return r->host->write_stdout(r->req, buf, (size_t)n);
@@ -381,7 +389,8 @@ cgi_env(struct cgi_run *r)
 
 	for (n = 0; r->host->param_at(r->req, n, &name, &value) == 0; n++)
 		size += strlen(name) + strlen(value) + 2;
-	for (m = 0; environ[m] != NULL; m++)
+	/* clearenv() with no env {} leaves environ NULL. */
+	for (m = 0; environ != NULL && environ[m] != NULL; m++)
 		;
 	if ((env = malloc((n + m + 2) * sizeof(*env) + size)) == NULL)
 		return NULL;
@@ -394,7 +403,7 @@ cgi_env(struct cgi_run *r)
 	}
 	if (r->host->param(r->req, "GATEWAY_INTERFACE") == NULL)
 		env[k++] = gateway;
-	for (m = 0; environ[m] != NULL; m++)
+	for (m = 0; environ != NULL && environ[m] != NULL; m++)
 		if ((eq = strchr(environ[m], '=')) != NULL &&
 		    cgi_env_inherit(r, environ[m], (size_t)(eq - environ[m])))
 			env[k++] = environ[m];
@@ -648,11 +657,112 @@ cgi_body(struct cgi_run *r)
 	}
 }
 
+/*
+ * True while the program's output must wait: the client still sends the
+ * body and the program may still read it.
+ */
+static bool
+cgi_holding(const struct cgi_run *r)
+{
+	return !r->body_done && r->in != -1;
+}
+
+/* Holds output back in an unlinked file under $TMPDIR (or /tmp). */
+static enum cgi_end
+cgi_spool(struct cgi_run *r, const char *buf, size_t len)
+{
+	const char	*dir = getenv("TMPDIR");
+	char		 tmpl[PATH_MAX];
+	ssize_t		 n;
+
+	if (dir == NULL || *dir == '\0')
+		dir = "/tmp";
+	if (r->spool == -1 && (r->spool = open(dir, O_TMPFILE | O_RDWR |
+	    O_CLOEXEC, 0600)) == -1 && errno == EOPNOTSUPP) {
+		/* A file system without O_TMPFILE (overlayfs before 6.6). */
+		snprintf(tmpl, sizeof(tmpl), "%s/fpmd-cgi.XXXXXX", dir);
+		if ((r->spool = mkostemp(tmpl, O_CLOEXEC)) != -1)
+			(void)unlink(tmpl);
+	}
+	if (r->spool == -1) {
+		r->host->log(FPMD_LOG_ERROR, "%s: cannot hold its output until "
+		    "the request body is read: %s: %s", r->script, dir,
+		    strerror(errno));
+		return CGI_FAILED;
+	}
+	while (len > 0) {
+		if ((n = write(r->spool, buf, len)) == -1) {
+			if (errno == EINTR)
+				continue;
+			r->host->log(FPMD_LOG_ERROR, "%s: cannot hold its "
+			    "output until the request body is read: %s",
+			    r->script, strerror(errno));
+			return CGI_FAILED;
+		}
+		buf += n;
+		len -= (size_t)n;
+		r->spool_len += n;
+	}
+	return CGI_RUNNING;
+}
+
+/* Sends what was held back, if anything, then lets output flow. */
+static enum cgi_end
+cgi_unspool(struct cgi_run *r)
+{
+	off_t	 off = 0;
+	ssize_t	 n;
+
+	if (r->spool == -1)
+		return CGI_RUNNING;
+	while (off < r->spool_len) {
+		n = pread(r->spool, r->cw->sbuf, sizeof(r->cw->sbuf), off);
+		if (n <= 0) {
+			r->host->log(FPMD_LOG_ERROR, "%s: reading its held "
+			    "output: %s", r->script, n == 0 ? "truncated" :
+			    strerror(errno));
+			return CGI_FAILED;
+		}
+		r->sent = true;
+		if (r->host->write_stdout(r->req, r->cw->sbuf, (size_t)n) ==
+		    -1)
+			return CGI_GONE;
+		off += n;
+	}
+	cgi_close(&r->spool);
+	return r->host->flush(r->req) == -1 ? CGI_GONE : CGI_RUNNING;
+}
+
+/* Output for the client: held back or sent, in order. */
+static enum cgi_end
+cgi_emit(struct cgi_run *r, const char *buf, size_t len)
+{
+	enum cgi_end	 end;
+
+	if (cgi_holding(r))
+		return cgi_spool(r, buf, len);
+	if ((end = cgi_unspool(r)) != CGI_RUNNING)
+		return end;
+	r->sent = true;
+	return r->host->write_stdout(r->req, buf, len) == -1 ? CGI_GONE :
+	    CGI_RUNNING;
+}
+
+/* Sends what cgi_emit() buffered, unless it is held back. */
+static enum cgi_end
+cgi_flush(struct cgi_run *r)
+{
+	if (cgi_holding(r))
+		return CGI_RUNNING;
+	return r->host->flush(r->req) == -1 ? CGI_GONE : CGI_RUNNING;
+}
+
 static bool
 cgi_tchar(unsigned char c)
 {
 	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-	    (c >= '0' && c <= '9') || strchr("!#$%&'*+-.^_`|~", c) != NULL;
+	    (c >= '0' && c <= '9') ||
+	    (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
 }
 
 /* True when V (LEN bytes) is "NNN" or "NNN reason" with NNN in 100-599. */
@@ -682,12 +792,11 @@ cgi_status_valid(const char *v, size_t len)
 static enum cgi_end
 cgi_head_send(struct cgi_run *r, size_t end)
 {
-	const struct fpmd_host	*host = r->host;
 	const char		*h = r->cw->head, *p, *nl, *colon, *v;
-	const char		*status = NULL, *location = NULL;
+	const char		*status = NULL;
 	size_t			 len, nlen, vlen, slen = 0, nlines = 0;
-	char			 buf[64];
-	int			 n;
+	bool			 location = false;
+	enum cgi_end		 e;
 
 	for (p = h; p < h + end; p = nl + 1) {
 		nl = memchr(p, '\n', (size_t)(h + end - p));
@@ -726,7 +835,7 @@ cgi_head_send(struct cgi_run *r, size_t end)
 			status = v;
 			slen = vlen;
 		} else if (nlen == 8 && strncasecmp(p, "Location", 8) == 0)
-			location = v;
+			location = true;
 		nlines++;
 	}
 	if (nlines == 0) {
@@ -734,15 +843,15 @@ cgi_head_send(struct cgi_run *r, size_t end)
 		return CGI_BADHEAD;
 	}
 
-	r->head_done = r->sent = true;
-	if (status != NULL)
-		n = snprintf(buf, sizeof(buf), "Status: %.*s\r\n",
-		    (int)(slen < 40 ? slen : 40), status);
-	else
-		n = snprintf(buf, sizeof(buf), "Status: %s\r\n",
-		    location != NULL ? "302 Found" : "200 OK");
-	if (host->write_stdout(r->req, buf, (size_t)n) == -1)
-		return CGI_GONE;
+	r->head_done = true;
+	if (status == NULL) {
+		status = location ? "302 Found" : "200 OK";
+		slen = strlen(status);
+	}
+	if ((e = cgi_emit(r, "Status: ", 8)) != CGI_RUNNING ||
+	    (e = cgi_emit(r, status, slen)) != CGI_RUNNING ||
+	    (e = cgi_emit(r, "\r\n", 2)) != CGI_RUNNING)
+		return e;
 	for (p = h; p < h + end; p = nl + 1) {
 		nl = memchr(p, '\n', (size_t)(h + end - p));
 		len = (size_t)(nl - p);
@@ -752,15 +861,14 @@ cgi_head_send(struct cgi_run *r, size_t end)
 			break;
 		if (strncasecmp(p, "Status:", 7) == 0)
 			continue;
-		if (host->write_stdout(r->req, p, len) == -1 ||
-		    host->write_stdout(r->req, "\r\n", 2) == -1)
-			return CGI_GONE;
+		if ((e = cgi_emit(r, p, len)) != CGI_RUNNING ||
+		    (e = cgi_emit(r, "\r\n", 2)) != CGI_RUNNING)
+			return e;
 	}
-	if (host->write_stdout(r->req, "\r\n", 2) == -1 ||
-	    host->write_stdout(r->req, h + end, r->hlen - end) == -1 ||
-	    host->flush(r->req) == -1)
-		return CGI_GONE;
-	return CGI_RUNNING;
+	if ((e = cgi_emit(r, "\r\n", 2)) != CGI_RUNNING ||
+	    (e = cgi_emit(r, h + end, r->hlen - end)) != CGI_RUNNING)
+		return e;
+	return cgi_flush(r);
 }
 
 /* LEN bytes of the program's stdout: headers until they end, then body. */
@@ -773,10 +881,9 @@ cgi_output(struct cgi_run *r, const char *buf, size_t len)
 	enum cgi_end		 end;
 
 	if (r->head_done) {
-		if (r->host->write_stdout(r->req, buf, len) == -1 ||
-		    r->host->flush(r->req) == -1)
-			return CGI_GONE;
-		return CGI_RUNNING;
+		if ((end = cgi_emit(r, buf, len)) != CGI_RUNNING)
+			return end;
+		return cgi_flush(r);
 	}
 	take = len < CGI_HEAD_MAX - r->hlen ? len : CGI_HEAD_MAX - r->hlen;
 	memcpy(cw->head + r->hlen, buf, take);
@@ -909,6 +1016,8 @@ cgi_relay(struct cgi_run *r)
 			return CGI_GONE;
 		if ((end = cgi_body(r)) != CGI_RUNNING)
 			return end;
+		if (!cgi_holding(r) && (end = cgi_unspool(r)) != CGI_RUNNING)
+			return end;
 		if (r->pidfd == -1)
 			cgi_check_exit(r);
 		if (r->out == -1 && r->err == -1 && r->exited)
@@ -927,10 +1036,11 @@ cgi_relay(struct cgi_run *r)
 		pfd[ci].events = POLLRDHUP |
 		    (r->conn_wait && !r->body_done ? POLLIN : 0);
 		ii = oi = ei = pi = -1;
-		if (r->in != -1 && r->ipos < r->ilen) {
+		/* POLLERR when the program closes its stdin. */
+		if (r->in != -1) {
 			ii = npfd++;
 			pfd[ii].fd = r->in;
-			pfd[ii].events = POLLOUT;
+			pfd[ii].events = r->ipos < r->ilen ? POLLOUT : 0;
 		}
 		if (r->out != -1) {
 			oi = npfd++;
@@ -967,7 +1077,9 @@ cgi_relay(struct cgi_run *r)
 			(void)cgi_read(r, &r->err);
 		if (pi != -1 && pfd[pi].revents != 0)
 			cgi_check_exit(r);
-		/* A POLLOUT (or POLLERR) on stdin is taken by cgi_body(). */
+		/* A POLLOUT on stdin is taken by cgi_body(). */
+		if (ii != -1 && pfd[ii].revents & (POLLERR | POLLHUP))
+			cgi_close(&r->in);
 	}
 }
 
@@ -1011,7 +1123,16 @@ cgi_finish(struct cgi_run *r, enum cgi_end end, int status)
 			if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
 				host->log(FPMD_LOG_WARNING, "%s %s", r->script,
 				    how);
-			return 0;
+			/* Held back while a child of it kept stdin open. */
+			switch (cgi_unspool(r)) {
+			case CGI_RUNNING:
+				return 0;
+			case CGI_GONE:
+				return -1;
+			default:
+				return cgi_answer(r, "500 Internal Server "
+				    "Error");
+			}
 		}
 		host->log(FPMD_LOG_WARNING, "%s %s %s: answered 502",
 		    r->script, how, r->hlen == 0 ? "without any output" :
@@ -1068,7 +1189,7 @@ cgi_handle(const struct fpmd_host *host, struct fpmd_request *req,
 	r.host = host;
 	r.req = req;
 	r.cw = data;
-	r.in = r.out = r.err = r.pidfd = -1;
+	r.in = r.out = r.err = r.pidfd = r.spool = -1;
 	r.script = host->param(req, "SCRIPT_FILENAME");
 	/* CGI has no second input stream for FCGI_DATA. */
 	if (host->role(req) == FPMD_ROLE_FILTER) {
@@ -1086,7 +1207,9 @@ cgi_handle(const struct fpmd_host *host, struct fpmd_request *req,
 	cgi_close(&r.err);
 	cgi_log_line(&r);
 	status = cgi_reap(&r);
-	return cgi_finish(&r, end, status);
+	code = cgi_finish(&r, end, status);
+	cgi_close(&r.spool);
+	return code;
 }
 
 const struct fpmd_handler h_cgi = {

@@ -96,7 +96,7 @@ handler_find(const char *name, char *err, size_t errlen)
 		return handler_load(name, err, errlen);
 	if (strchr(name, '/') != NULL || name[0] == '\0' || name[0] == '.') {
 		snprintf(err, errlen, "\"%s\": expected a built-in handler "
-		    "(echo), a plugin name or an absolute path", name);
+		    "(echo, cgi), a plugin name or an absolute path", name);
 		return NULL;
 	}
 	snprintf(path, sizeof(path), "%s/%s.so", HANDLERDIR, name);
