@@ -93,6 +93,9 @@ pm_decide(const struct pool_conf *pc, long process_max,
 	plan->retire = 0;
 	plan->retire_expired_only = false;
 	plan->reached_max = false;
+	plan->by_process_max = process_max > 0 &&
+	    process_max - n->total - n->others <
+	    pc->max_children - (n->total - n->leaving);
 	plan->next_ms = PM_TICK_MS;
 	plan->reason = "nothing to do";
 	if (st->spawn_rate < 1)
@@ -119,7 +122,11 @@ pm_decide(const struct pool_conf *pc, long process_max,
 		return;
 
 	case PM_DYNAMIC:
-		if (ready > pc->max_spare_servers) {
+		/*
+		 * Only idle workers are spare: starting ones are about to
+		 * take queued connections, and while any wait, nobody retires.
+		 */
+		if (n->idle > pc->max_spare_servers && n->queue == 0) {
 			st->spawn_rate = 1;
 			/* One a second, as PHP-FPM: no flapping. */
 			if (now - st->last_retire_ms >= PM_TICK_MS) {

@@ -33,6 +33,7 @@ pool_new(struct fpmd_conf *owner, struct pool_conf *pc,
 	p->owner = owner;
 	owner->refs++;
 	p->listen_fd = p->wake_fd = p->status_fd = -1;
+	p->access_fd = p->slow_fd = -1;
 	TAILQ_INIT(&p->children);
 	TAILQ_INIT(&p->status_conns);
 	p->hpool.conf = pc;
@@ -59,6 +60,8 @@ pool_new(struct fpmd_conf *owner, struct pool_conf *pc,
 	    pc->min_spare_servers : pc->pm == PM_ONDEMAND ? 1 : 0;
 	p->sb->pool->start_time = now_real();
 	p->sb->pool->listen_queue_len = (uint32_t)pc->backlog;
+	if (plog_open(p, err, errlen) == -1)
+		goto fail;
 	/* The same address as the generation before: pool_adopt() it. */
 	if (prev != NULL && sock_addr_equal(&prev->conf->addr, &pc->addr))
 		return p;
@@ -105,6 +108,8 @@ pool_adopt(struct pool *p, struct pool *prev, int ep)
 	/* Monitoring sees one pool whose counters go on. */
 	to->accepted_conn = __atomic_load_n(&from->accepted_conn,
 	    __ATOMIC_RELAXED);
+	to->connections = __atomic_load_n(&from->connections,
+	    __ATOMIC_RELAXED);
 	to->start_time = from->start_time;
 	to->max_active = from->max_active;
 	to->max_children_reached = from->max_children_reached;
@@ -130,8 +135,10 @@ pool_free(struct pool *p, int ep)
 		(void)epoll_ctl(ep, EPOLL_CTL_DEL, p->listen_fd, NULL);
 	while ((c = TAILQ_FIRST(&p->children)) != NULL) {
 		TAILQ_REMOVE(&p->children, c, entry);
+		wlog_free(c->wlog);
 		free(c);
 	}
+	plog_close(p);
 	statusd_close(p);
 	/* A socket systemd passed is systemd's: close it, never unlink it. */
 	if (p->listen_inherited && p->listen_fd != -1)
@@ -195,8 +202,7 @@ pool_counts(struct pool *p, int64_t now, struct pm_counts *n)
 			break;
 		}
 	}
-	if ((uint64_t)active > sp->max_active)
-		sp->max_active = (uint64_t)active;
+	sb_max_active(sp, active);
 	/* A worker got to work: whatever killed the earlier ones, passed. */
 	if (n->idle + active > 0)
 		p->death_streak = 0;
@@ -291,9 +297,14 @@ pool_maintain(struct pool *p, long process_max, int others, int64_t now)
 		    plan.spawn, plan.retire, plan.reason);
 	if (plan.reached_max) {
 		p->sb->pool->max_children_reached++;
-		log_warnx("[pool %s] server reached pm.max_children setting "
-		    "(%d), consider raising it", p->conf->name,
-		    p->conf->max_children);
+		if (plan.by_process_max)
+			log_warnx("[pool %s] the maximum number of processes "
+			    "has been reached (process.max = %ld), consider "
+			    "raising process.max", p->conf->name, process_max);
+		else
+			log_warnx("[pool %s] server reached pm.max_children "
+			    "setting (%d), consider raising it", p->conf->name,
+			    p->conf->max_children);
 	}
 	if (plan.retire > 0)
 		pool_retire(p, plan.retire, plan.retire_expired_only, now,

@@ -91,6 +91,13 @@ static const struct pm_case cases[] = {
 	{ "dynamic retires one above max_spare", PM_DYNAMIC, 10, 2, 4, 0, 32,
 	    0, C(7, 0, 0, 6, 0, 0, 0), S(1, false, 0, true), 5000,
 	    0, 1, false, false, 1, false },
+	/* Regression: a burst's starting workers made the pool "too idle". */
+	{ "dynamic: starting workers are not spare", PM_DYNAMIC, 10, 2, 4, 0,
+	    32, 0, C(8, 0, 4, 3, 0, 0, 0), S(4, false, 0, true), 5000,
+	    0, 0, false, false, 1, false },
+	{ "dynamic: nobody retires while connections wait", PM_DYNAMIC, 10,
+	    2, 4, 0, 32, 0, C(8, 0, 0, 6, 0, 3, 0), S(1, false, 0, true), 5000,
+	    0, 0, false, false, 1, false },
 	{ "dynamic retires at most one a second", PM_DYNAMIC, 10, 2, 4, 0,
 	    32, 0, C(7, 0, 0, 6, 0, 0, 0), S(1, false, 4500, true), 5000,
 	    0, 0, false, false, 1, false },
