@@ -3,7 +3,7 @@
  *
  * A Unix socket only root (the master's user) can use: mode 0600, in a
  * directory the operator controls.  One command a connection: a line in
- * ("status [POOL] [json]", "reload [POOL]", "reopen", "stop [graceful]"),
+ * ("status [POOL] [--json]", "reload [POOL]", "reopen", "stop [graceful]"),
  * an answer out whose first line starts "ok" or "error: ", then the
  * connection closes.
  *
@@ -159,7 +159,7 @@ ctl_exec(char *line, struct buf *out)
 	}
 	if (strcmp(words[0], "status") == 0) {
 		for (size_t i = 1; i < n; i++) {
-			if (strcmp(words[i], "json") == 0)
+			if (strcmp(words[i], "--json") == 0)
 				json = true;
 			else
 				pool = words[i];

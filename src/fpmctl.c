@@ -64,7 +64,7 @@ command_line(int argc, char **argv)
 	    strcmp(verb, "reopen") != 0 && strcmp(verb, "stop") != 0)
 		return NULL;
 	snprintf(line, sizeof(line), "%s%s%s%s%s\n", verb, pool ? " " : "",
-	    pool ? pool : "", json ? " json" : "", graceful ? " graceful" : "");
+	    pool ? pool : "", json ? " --json" : "", graceful ? " graceful" : "");
 	return line;
 }
 

@@ -81,7 +81,8 @@ sdn_tick(struct pool_list *pools, int64_t now)
 {
 	struct pool	*p;
 	struct status	 st;
-	uint64_t	 requests = 0, slow = 0, traffic;
+	uint64_t	 requests = 0, slow = 0;
+	double		 traffic;
 	int		 active = 0, idle = 0;
 
 	if (!sdn.enabled || sdn.interval_ms == 0)
@@ -96,13 +97,13 @@ sdn_tick(struct pool_list *pools, int64_t now)
 		idle += st.idle;
 		status_free(&st);
 	}
-	traffic = now > sdn.last_ms ? (requests - sdn.last_requests) * 1000 /
-	    (uint64_t)(now - sdn.last_ms) : 0;
+	traffic = now > sdn.last_ms ? (double)(requests - sdn.last_requests) *
+	    1000.0 / (double)(now - sdn.last_ms) : 0;
+	/* PHP-FPM's words and its %.3g. */
 	(void)sd_notifyf(0, "READY=1\n%sSTATUS=Processes active: %d, idle: %d, "
-	    "Requests: %llu, slow: %llu, Traffic: %llureq/sec",
+	    "Requests: %llu, slow: %llu, Traffic: %.3greq/sec",
 	    sdn.watchdog ? "WATCHDOG=1\n" : "", active, idle,
-	    (unsigned long long)requests, (unsigned long long)slow,
-	    (unsigned long long)traffic);
+	    (unsigned long long)requests, (unsigned long long)slow, traffic);
 	sdn.last_requests = requests;
 	sdn.last_ms = now;
 	sdn.next_ms = now + sdn.interval_ms;

@@ -34,9 +34,10 @@ status_collect(const struct scoreboard *sb, const struct pool_conf *pc,
 	st->start_time = sp->start_time;
 	st->accepted_conn = __atomic_load_n(&sp->accepted_conn,
 	    __ATOMIC_RELAXED);
+	st->connections = __atomic_load_n(&sp->connections, __ATOMIC_RELAXED);
 	st->max_children_reached = sp->max_children_reached;
 	st->slow_requests = sp->slow_requests;
-	st->max_active = sp->max_active;
+	st->max_active = __atomic_load_n(&sp->max_active, __ATOMIC_RELAXED);
 	st->respawns = sp->respawns;
 	st->kills_timeout = sp->kills_timeout;
 	st->retired = sp->retired;
@@ -66,8 +67,10 @@ status_collect(const struct scoreboard *sb, const struct pool_conf *pc,
 		if (st->procs != NULL)
 			st->procs[st->nprocs++] = s;
 	}
-	if ((uint64_t)st->active > st->max_active)
+	if ((uint64_t)st->active > st->max_active) {
+		sb_max_active(sb->pool, (int32_t)st->active);
 		st->max_active = (uint64_t)st->active;
+	}
 }
 
 void
@@ -122,22 +125,83 @@ status_time(char *out, size_t len, double t)
 	strftime(out, len, "%d/%b/%Y:%H:%M:%S %z", &tm);
 }
 
+/*
+ * The length of the valid UTF-8 sequence at P (NUL-terminated), or 0.
+ * Request URIs are bytes, and slots cut them at any byte: what is not
+ * UTF-8 becomes U+FFFD, so that every page stays valid JSON, XML and HTML.
+ */
+static size_t
+status_utf8_len(const unsigned char *p)
+{
+	size_t	 n, i;
+	uint32_t cp;
+
+	if (*p < 0x80)
+		return 1;
+	if ((*p & 0xe0) == 0xc0) {
+		n = 2;
+		cp = *p & 0x1f;
+	} else if ((*p & 0xf0) == 0xe0) {
+		n = 3;
+		cp = *p & 0x0f;
+	} else if ((*p & 0xf8) == 0xf0) {
+		n = 4;
+		cp = *p & 0x07;
+	} else
+		return 0;
+	for (i = 1; i < n; i++) {
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+		cp = cp << 6 | (p[i] & 0x3f);
+	}
+	/* No overlong forms, no surrogates, nothing past U+10FFFF. */
+	if ((n == 2 && cp < 0x80) || (n == 3 && cp < 0x800) ||
+	    (n == 4 && cp < 0x10000) || cp > 0x10ffff ||
+	    (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return n;
+}
+
 /* JSON string escaping (RFC 8259): quotes, backslash, controls. */
 static void
 status_json_str(struct buf *b, const char *s)
 {
 	const unsigned char	*p;
+	size_t			 n;
 
 	buf_add(b, "\"", 1);
-	for (p = (const unsigned char *)s; *p != '\0'; p++) {
-		if (*p == '"' || *p == '\\')
+	for (p = (const unsigned char *)s; *p != '\0'; p += n) {
+		n = status_utf8_len(p);
+		if (n == 0) {
+			buf_add(b, "\\ufffd", 6);
+			n = 1;
+		} else if (*p == '"' || *p == '\\')
 			buf_printf(b, "\\%c", *p);
 		else if (*p < 0x20 || *p == 0x7f)
 			buf_printf(b, "\\u%04x", *p);
 		else
-			buf_add(b, p, 1);
+			buf_add(b, p, n);
 	}
 	buf_add(b, "\"", 1);
+}
+
+/*
+ * The text format is read line by line: a request's bytes must not start
+ * a line of their own (a URI with "\nactive processes: 999").  DST gets
+ * SRC with control characters as '?'; "-" when SRC is empty.
+ */
+static const char *
+status_text_clean(char *dst, size_t len, const char *src)
+{
+	size_t	 i;
+
+	if (src[0] == '\0')
+		return "-";
+	for (i = 0; src[i] != '\0' && i < len - 1; i++)
+		dst[i] = (unsigned char)src[i] < 0x20 || src[i] == 0x7f ? '?' :
+		    src[i];
+	dst[i] = '\0';
+	return dst;
 }
 
 /* XML and HTML escaping of text and attribute values. */
@@ -145,8 +209,14 @@ static void
 status_xml_str(struct buf *b, const char *s)
 {
 	const unsigned char	*p;
+	size_t			 n;
 
-	for (p = (const unsigned char *)s; *p != '\0'; p++) {
+	for (p = (const unsigned char *)s; *p != '\0'; p += n) {
+		if ((n = status_utf8_len(p)) == 0) {
+			buf_add(b, "&#xFFFD;", 8);
+			n = 1;
+			continue;
+		}
 		switch (*p) {
 		case '<':
 			buf_add(b, "&lt;", 4);
@@ -167,7 +237,7 @@ status_xml_str(struct buf *b, const char *s)
 			if (*p < 0x20 && *p != '\t')
 				buf_printf(b, "&#xFFFD;");
 			else
-				buf_add(b, p, 1);
+				buf_add(b, p, n);
 		}
 	}
 }
@@ -252,6 +322,7 @@ status_pool_fields(const struct status *st, struct status_field *f,
 	U("timeout kills", "timeout-kills",
 	    st->kills_timeout);
 	U("retired processes", "retired-processes", st->retired);
+	U("connections", "connections", st->connections);
 	U("generation", "generation", st->generation);
 	U("last reload", "last-reload", st->reload_time);
 #undef S
@@ -266,6 +337,10 @@ status_text(const struct status *st, bool full, struct buf *b)
 {
 	struct status_field	 f[STATUS_MAXFIELDS];
 	char			 tbuf[64], name[32];
+	char			 method[sizeof(st->procs->method)];
+	char			 uri[sizeof(st->procs->uri)];
+	char			 user[sizeof(st->procs->user)];
+	char			 script[sizeof(st->procs->script)];
 	size_t			 i, n;
 
 	n = status_pool_fields(st, f, tbuf, sizeof(tbuf), false);
@@ -302,9 +377,11 @@ status_text(const struct status *st, bool full, struct buf *b)
 		    (unsigned long long)(st->now - s->started),
 		    (unsigned long long)s->requests,
 		    (unsigned long long)status_duration(st, s),
-		    s->method[0] ? s->method : "-", s->uri[0] ? s->uri : "-",
+		    status_text_clean(method, sizeof(method), s->method),
+		    status_text_clean(uri, sizeof(uri), s->uri),
 		    (unsigned long long)s->content_length,
-		    s->user[0] ? s->user : "-", s->script[0] ? s->script : "-",
+		    status_text_clean(user, sizeof(user), s->user),
+		    status_text_clean(script, sizeof(script), s->script),
 		    idle ? s->last_cpu : 0.0,
 		    (unsigned long long)(idle ? s->last_memory : 0));
 	}
@@ -532,7 +609,11 @@ status_openmetrics(const struct status *st, struct buf *b)
 	status_om(b, pool, "start_time_seconds", "gauge",
 	    "When the pool started (Unix time).", (uint64_t)st->start_time);
 	status_om(b, pool, "accepted_connections", "counter",
-	    "Connections accepted by the pool's workers.", st->accepted_conn);
+	    "Requests the pool's workers began (PHP-FPM's accepted conn).",
+	    st->accepted_conn);
+	status_om(b, pool, "connections", "counter",
+	    "Connections the pool's workers accepted (several requests each "
+	    "when kept).", st->connections);
 	status_om(b, pool, "listen_queue", "gauge",
 	    "Connections waiting in the listen queue.", st->listen_queue);
 	status_om(b, pool, "max_listen_queue", "gauge",

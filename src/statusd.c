@@ -79,12 +79,24 @@ statusd_accept(struct pool *p, int ep)
 {
 	struct epoll_event	 ev = { .events = EPOLLIN };
 	struct status_conn	*c, *oldest;
+	struct sockaddr_storage	 peer;
+	socklen_t		 peerlen;
 	int			 fd, n = 0;
 
 	TAILQ_FOREACH(c, &p->status_conns, entry)
 		n++;
-	while ((fd = accept4(p->status_fd, NULL, NULL,
-	    SOCK_NONBLOCK | SOCK_CLOEXEC)) != -1) {
+	for (;;) {
+		peerlen = sizeof(peer);
+		fd = accept4(p->status_fd, (struct sockaddr *)&peer, &peerlen,
+		    SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd == -1)
+			break;
+		/* The pool's listen.allowed_clients apply here too. */
+		if (!sock_peer_allowed(p->conf, p->conf->status_addr.family,
+		    &peer, peerlen)) {
+			close(fd);
+			continue;
+		}
 		/* Bounded: the oldest connection makes room for the newest. */
 		if (n >= STATUSD_MAX_CONNS &&
 		    (oldest = TAILQ_FIRST(&p->status_conns)) != NULL) {
