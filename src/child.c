@@ -30,8 +30,8 @@
 extern char **environ;
 
 /*
- * Closes every fd but 0-2, the pool's socket, the log and the eventfd that
- * wakes the master.
+ * Closes every fd but 0-2, the pool's socket, the log channel, the eventfd
+ * that wakes the master, and the pool's access and slow logs.
  */
 static void
 child_close_fds(const struct pool *p)
@@ -40,7 +40,8 @@ child_close_fds(const struct pool *p)
 	struct dirent	*de;
 	long		 fd;
 	int		 keep1 = p->listen_fd, keep2 = log_fd();
-	int		 keep3 = p->wake_fd;
+	int		 keep3 = p->wake_fd, keep4 = p->access_fd;
+	int		 keep5 = p->slow_fd;
 
 	if ((d = opendir("/proc/self/fd")) == NULL) {
 		log_warn("opendir /proc/self/fd");
@@ -50,7 +51,7 @@ child_close_fds(const struct pool *p)
 		if (parse_long(de->d_name, 3, INT_MAX, &fd) == -1)
 			continue;
 		if (fd == keep1 || fd == keep2 || fd == keep3 ||
-		    fd == dirfd(d))
+		    fd == keep4 || fd == keep5 || fd == dirfd(d))
 			continue;
 		close((int)fd);
 	}
@@ -61,7 +62,7 @@ static void
 child_signals(void)
 {
 	struct sigaction	 sa;
-	sigset_t		 none;
+	sigset_t		 mask;
 	int			 sig;
 
 	memset(&sa, 0, sizeof(sa));
@@ -69,8 +70,14 @@ child_signals(void)
 	for (sig = 1; sig < NSIG; sig++)
 		if (sig != SIGKILL && sig != SIGSTOP && sig != SIGPIPE)
 			(void)sigaction(sig, &sa, NULL);
-	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
+	/*
+	 * SIGQUIT stays blocked until the worker's handler is in place
+	 * (worker_run()): one sent to a worker still starting must make it
+	 * leave cleanly, not kill it with a core.
+	 */
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGQUIT);
+	sigprocmask(SIG_SETMASK, &mask, NULL);
 }
 
 static int
@@ -86,19 +93,31 @@ child_env(const struct pool_conf *pc)
 	return 0;
 }
 
+/* After the privilege drop, or instead of it: what any worker gets. */
 static int
-child_chdir_dumpable(const struct pool_conf *pc)
+child_settle(const struct pool_conf *pc)
 {
 	if (pc->chdir != NULL && chdir(pc->chdir) == -1) {
 		log_warn("chdir(%s)", pc->chdir);
 		return -1;
 	}
 	/*
-	 * The kernel clears "dumpable" when the uid changes; as PHP-FPM,
-	 * process.dumpable = yes sets it again, no leaves it alone.
+	 * The kernel clears "dumpable" when the uid changes, unless the
+	 * fs.suid_dumpable sysctl says otherwise, and never when it does
+	 * not change: set it either way, so that process.dumpable = no
+	 * keeps every worker out of ptrace and core files.
 	 */
-	if (pc->dumpable && prctl(PR_SET_DUMPABLE, 1) == -1) {
+	if (prctl(PR_SET_DUMPABLE, pc->dumpable ? 1 : 0) == -1) {
 		log_warn("prctl(PR_SET_DUMPABLE)");
+		return -1;
+	}
+	/*
+	 * No program the worker runs (a CGI script, a shell a handler
+	 * starts) gains privileges from a setuid bit or file capabilities.
+	 * process.no_new_privs = no is for CGI programs that need setuid.
+	 */
+	if (pc->no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == -1) {
+		log_warn("prctl(PR_SET_NO_NEW_PRIVS)");
 		return -1;
 	}
 	return 0;
@@ -120,7 +139,7 @@ child_drop(const struct pool_conf *pc)
 	}
 	/* As PHP-FPM: identity, chroot and priority need root. */
 	if (!root)
-		return child_chdir_dumpable(pc);
+		return child_settle(pc);
 	if (pc->priority != INT_MIN && setpriority(PRIO_PROCESS, 0,
 	    pc->priority) == -1) {
 		log_warn("setpriority(%d)", pc->priority);
@@ -145,7 +164,7 @@ child_drop(const struct pool_conf *pc)
 			return -1;
 		}
 	}
-	return child_chdir_dumpable(pc);
+	return child_settle(pc);
 }
 
 static void __attribute__((noreturn))
@@ -159,14 +178,20 @@ child_main(struct pool *p, struct sb_slot *slot, pid_t master)
 	/* No orphans: die with the master, even if it died already. */
 	if (prctl(PR_SET_PDEATHSIG, SIGTERM) == -1 || getppid() != master)
 		_exit(CHILD_EXIT_INIT);
-	log_set_worker(pc->name, getpid());
 	child_close_fds(p);
+	slowlog_worker_init(p, slot);
 
 	sb_slot_begin(slot);
 	slot->pid = getpid();
 	sb_slot_end(slot);
 
 	if (child_drop(pc) == -1 || child_env(pc) == -1)
+		_exit(CHILD_EXIT_INIT);
+	/*
+	 * The kernel clears the parent-death signal when the uid changes:
+	 * ask again as the pool's user, and look again for the master.
+	 */
+	if (prctl(PR_SET_PDEATHSIG, SIGTERM) == -1 || getppid() != master)
 		_exit(CHILD_EXIT_INIT);
 
 	memset(&w, 0, sizeof(w));
@@ -209,20 +234,25 @@ child_spawn(struct pool *p)
 	p->sb->slots[slot].state = SB_STARTING;
 	p->sb->slots[slot].started = now_real();
 	sb_slot_end(&p->sb->slots[slot]);
-	if ((c = calloc(1, sizeof(*c))) == NULL) {
+	if ((c = calloc(1, sizeof(*c))) == NULL ||
+	    (c->wlog = wlog_new(p)) == NULL) {
 		log_warn("[pool %s] cannot spawn a child", p->conf->name);
+		free(c);
 		return NULL;
 	}
 	switch (pid = fork()) {
 	case -1:
 		log_warn("[pool %s] fork", p->conf->name);
+		wlog_free(c->wlog);
 		free(c);
 		return NULL;
 	case 0:
+		wlog_child(c->wlog);
 		child_main(p, &p->sb->slots[slot], master);
 	default:
 		break;
 	}
+	wlog_parent(c->wlog, pid);
 	c->pool = p;
 	c->pid = pid;
 	c->slot = slot;
@@ -245,10 +275,16 @@ child_reaped(struct child *c, int status)
 	struct sb_slot	 s;
 	int		 sig = 0;
 
-	/* It counted itself idle: take it back, the hint stays right. */
+	/* What it wrote last comes before the news of its death. */
+	wlog_free(c->wlog);
+	c->wlog = NULL;
+	/* It counted itself idle or busy: take it back, the hints stay right. */
 	sb_slot_read(&p->sb->slots[c->slot], &s);
 	if (s.state == SB_IDLE)
 		__atomic_sub_fetch(&p->sb->pool->idle_hint, 1,
+		    __ATOMIC_RELAXED);
+	else if (s.state != SB_STARTING && s.state != SB_FREE)
+		__atomic_sub_fetch(&p->sb->pool->active_hint, 1,
 		    __ATOMIC_RELAXED);
 	if (!asked && WIFSIGNALED(status))
 		sig = WTERMSIG(status);

@@ -19,6 +19,7 @@
 
 struct echo_worker {
 	struct fpmd_pool	*pool;
+	long			 pid;		/* constant: asked once */
 	unsigned long		 served;
 	char			 ident[512];	/* uid, gid, groups, cwd */
 };
@@ -49,6 +50,7 @@ echo_worker_init(const struct fpmd_host *host, struct fpmd_pool *pool,
 	if ((ew = calloc(1, sizeof(*ew))) == NULL)
 		return -1;
 	ew->pool = pool;
+	ew->pid = (long)getpid();
 	/* The identity does not change after the privilege drop: once. */
 	len = snprintf(ew->ident, sizeof(ew->ident), "uid: %lu\ngid: %lu\n"
 	    "groups:", (unsigned long)getuid(), (unsigned long)getgid());
@@ -116,7 +118,7 @@ echo_handle(const struct fpmd_host *host, struct fpmd_request *req,
 	    "Content-Type: text/plain; charset=utf-8\r\n\r\n"
 	    "fpmd echo\nrole: %s\npool: %s\npid: %ld\n%srequests: %lu\n"
 	    "stdin_bytes: %llu\n", echo_role_name(host->role(req)),
-	    host->pool_name(ew->pool), (long)getpid(), ew->ident, ew->served,
+	    host->pool_name(ew->pool), ew->pid, ew->ident, ew->served,
 	    in);
 	if (host->role(req) == FPMD_ROLE_FILTER)
 		len += snprintf(head + len, sizeof(head) - (size_t)len,

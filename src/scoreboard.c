@@ -82,15 +82,37 @@ void
 sb_idle_change(struct scoreboard *sb, bool busy)
 {
 	struct sb_pool	*p = sb->pool;
-	int32_t		 idle;
+	int32_t		 idle, active;
 
 	if (!busy) {
 		__atomic_add_fetch(&p->idle_hint, 1, __ATOMIC_RELAXED);
+		__atomic_sub_fetch(&p->active_hint, 1, __ATOMIC_RELAXED);
 		return;
 	}
 	idle = __atomic_sub_fetch(&p->idle_hint, 1, __ATOMIC_RELAXED);
+	active = __atomic_add_fetch(&p->active_hint, 1, __ATOMIC_RELAXED);
+	sb_max_active(p, active);
 	if (idle < p->wake_threshold)
 		sb_wake(sb);
+}
+
+void
+sb_worker_ready(struct scoreboard *sb)
+{
+	__atomic_add_fetch(&sb->pool->idle_hint, 1, __ATOMIC_RELAXED);
+	sb_wake(sb);
+}
+
+void
+sb_max_active(struct sb_pool *p, int32_t active)
+{
+	uint64_t	 seen = __atomic_load_n(&p->max_active, __ATOMIC_RELAXED);
+
+	/* Raised the moment it happens, by whoever sees it: no tick misses it. */
+	while (active > 0 && (uint64_t)active > seen &&
+	    !__atomic_compare_exchange_n(&p->max_active, &seen,
+	    (uint64_t)active, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+		;
 }
 
 void

@@ -19,7 +19,9 @@
 #include <sys/uio.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
+#include <netdb.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -50,7 +52,8 @@ enum want {
 	WANT_BEGIN,
 	WANT_PARAMS,
 	WANT_STDIN,
-	WANT_DATA
+	WANT_DATA,
+	WANT_NOTHING	/* only what is there: an abort, a close, management */
 };
 
 struct conn {
@@ -65,8 +68,10 @@ struct conn {
 	const uint8_t		*pend;		/* unread STDIN or DATA */
 	size_t			 pend_len;
 	enum rec_use		 pend_use;
+	int64_t			 rcvtimeo_ms;	/* SO_RCVTIMEO set on fd */
 	bool			 dead;		/* nothing more can be written */
 	bool			 close;		/* close after this response */
+	bool			 linger;	/* the client may still be sending */
 	const char		*why;		/* why it ended, for the log */
 };
 
@@ -104,12 +109,23 @@ struct fpmd_request {
 	bool			 out_sent;	/* any STDOUT left the worker */
 };
 
-static sigset_t		 worker_waitmask;	/* SIGQUIT unblocked */
+/*
+ * A graceful stop (SIGQUIT) must end the waits between requests and
+ * nothing else: the handler sets worker_quit and makes the self-pipe
+ * readable, which the accept and poll waits watch, so no stop is lost
+ * whatever instruction the signal lands on.  A wait on a kept connection
+ * sees it within a slice (worker_idle_recv()).
+ */
+static int			 quit_pipe[2] = { -1, -1 };
 
 static void
 worker_on_quit(int sig)
 {
+	int	 saved = errno;
+
 	worker_quit = 1;
+	(void)write(quit_pipe[1], "q", 1);
+	errno = saved;
 }
 
 /*
@@ -120,7 +136,10 @@ worker_on_quit(int sig)
 static int
 worker_wait(int fd, short events, int64_t timeout_ms, bool quit_ok)
 {
-	struct pollfd	 pfd = { .fd = fd, .events = events };
+	struct pollfd	 pfd[2] = {
+		{ .fd = fd, .events = events },
+		{ .fd = quit_pipe[0], .events = POLLIN },
+	};
 	int64_t		 deadline = now_ms() + timeout_ms, left;
 	struct timespec	 ts;
 	int		 n;
@@ -133,10 +152,12 @@ worker_wait(int fd, short events, int64_t timeout_ms, bool quit_ok)
 			return 0;
 		ts.tv_sec = left / 1000;
 		ts.tv_nsec = (left % 1000) * 1000000;
-		n = ppoll(&pfd, 1, timeout_ms < 0 ? NULL : &ts,
-		    &worker_waitmask);
-		if (n > 0)
+		n = ppoll(pfd, quit_ok ? 2 : 1, timeout_ms < 0 ? NULL : &ts,
+		    NULL);
+		if (n > 0 && pfd[0].revents != 0)
 			return 1;
+		if (n > 0)
+			continue;	/* the stop: seen at the top */
 		if (n == 0)
 			return 0;
 		if (errno != EINTR)
@@ -153,7 +174,7 @@ worker_write_all(struct conn *c, const void *buf, size_t len, int64_t tmo)
 	if (c->dead)
 		return -1;
 	while (len > 0) {
-		n = send(c->fd, p, len, MSG_NOSIGNAL);
+		n = send(c->fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (n > 0) {
 			p += n;
 			len -= (size_t)n;
@@ -181,6 +202,7 @@ worker_write_record(struct conn *c, enum fcgi_type type, uint16_t id,
 	uint8_t			 hdr[FCGI_HEADER_LEN];
 	uint8_t			 pad = fcgi_padding_for(len);
 	struct iovec		 iov[3];
+	struct msghdr		 msg;
 	ssize_t			 n;
 	size_t			 total = FCGI_HEADER_LEN + len + pad;
 
@@ -193,7 +215,10 @@ worker_write_record(struct conn *c, enum fcgi_type type, uint16_t id,
 	iov[2].iov_len = pad;
 	if (c->dead)
 		return -1;
-	n = writev(c->fd, iov, 3);
+	memset(&msg, 0, sizeof(msg));
+	msg.msg_iov = iov;
+	msg.msg_iovlen = 3;
+	n = sendmsg(c->fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
 	if (n == (ssize_t)total)
 		return 0;
 	if (n == -1 && errno != EAGAIN && errno != EINTR) {
@@ -383,15 +408,22 @@ worker_on_record_end(struct worker_ctx *w, struct fpmd_request *r,
 	}
 	/* BEGIN_REQUEST. */
 	(void)fcgi_begin_decode(c->rec, c->reclen, &b);
+	if (r->active && h->request_id == r->id) {
+		/* Ending it twice would end the client's request too soon. */
+		c->why = "BEGIN_REQUEST for the request id already active";
+		return -1;
+	}
 	if (r->active) {
 		worker_end_request(c, h->request_id, 0, FCGI_CANT_MPX_CONN, tmo);
 		return c->dead ? -1 : 0;
 	}
 	if (b.role < FPMD_ROLE_RESPONDER || b.role > FPMD_ROLE_FILTER) {
 		worker_end_request(c, h->request_id, 0, FCGI_UNKNOWN_ROLE, tmo);
-		if (!(b.flags & FCGI_KEEP_CONN))
-			c->dead = true;
-		return c->dead ? -1 : 0;
+		if (c->dead || (b.flags & FCGI_KEEP_CONN))
+			return c->dead ? -1 : 0;
+		/* Its body may follow: drain it, or the client gets a reset. */
+		c->close = c->linger = true;
+		return -1;
 	}
 	r->active = true;
 	r->id = h->request_id;
@@ -415,8 +447,61 @@ worker_want_met(const struct fpmd_request *r, const struct conn *c,
 	case WANT_DATA:
 		return r->data_done || r->aborted ||
 		    (c->pend_len > 0 && c->pend_use == REC_DATA);
+	case WANT_NOTHING:
+		return r->aborted;
 	}
 	return true;
+}
+
+/*
+ * Waits on a kept connection for the client's next request, blocking in
+ * recv() as libfcgi does (no poll first), for at most TIMEOUT_MS.
+ * Returns recv()'s result, or -2 when the wait ran out or the worker must
+ * leave.
+ *
+ * The wait is cut in slices of IDLE_SLICE_MS (SO_RCVTIMEO; a signal also
+ * ends it, since a recv() with a timeout is never restarted).  A worker
+ * asked to leave does not drop a kept connection the moment it hears:
+ * the client may be writing a request on it right then (a POST lost that
+ * way is a 502, nginx does not retry it).  It waits one more slice; a
+ * request that comes is served, and after it the worker waits only
+ * QUIT_SETTLE_MS (see worker_serve()).  A connection quiet that long is
+ * closed.
+ */
+#define IDLE_SLICE_MS	250
+#define QUIT_SETTLE_MS	20
+
+static ssize_t
+worker_idle_recv(struct conn *c, int64_t timeout_ms)
+{
+	struct timeval	 tv;
+	int64_t		 slice, deadline, quit_deadline = 0, now;
+	ssize_t		 n;
+
+	if (timeout_ms <= 0)
+		return -2;
+	slice = timeout_ms < IDLE_SLICE_MS ? timeout_ms : IDLE_SLICE_MS;
+	if (c->rcvtimeo_ms != slice) {
+		tv.tv_sec = slice / 1000;
+		tv.tv_usec = (slice % 1000) * 1000;
+		if (setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv,
+		    sizeof(tv)) == -1)
+			return -1;
+		c->rcvtimeo_ms = slice;
+	}
+	deadline = now_ms() + timeout_ms;
+	for (;;) {
+		n = recv(c->fd, c->rbuf, RBUF_SIZE, 0);
+		if (n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK &&
+		    errno != EINTR))
+			return n;
+		now = now_ms();
+		if (worker_quit && quit_deadline == 0)
+			quit_deadline = now + slice;
+		if (now >= deadline || (quit_deadline != 0 &&
+		    now >= quit_deadline))
+			return -2;
+	}
 }
 
 /*
@@ -449,23 +534,25 @@ worker_pump(struct worker_ctx *w, struct fpmd_request *r, enum want want,
 		if (ev == FCGI_EV_NEED_MORE) {
 			/*
 			 * On a kept connection the client speaks only after
-			 * our answer: wait first, and save the recv() that
-			 * would find nothing.
+			 * our answer: block in recv() (SO_RCVTIMEO bounds it,
+			 * a stop shuts its read side), as libfcgi does, and
+			 * save a poll.  Anywhere else: never block.
 			 */
-			if (quit_ok && timeout_ms > 0) {
-				rc = worker_wait(c->fd, POLLIN, timeout_ms, true);
-				if (rc != 1) {
-					c->why = rc == -1 ? "poll failed" : NULL;
-					c->close = true;
-					return rc == -1 ? -1 : -2;
-				}
+			if (quit_ok) {
+				n = worker_idle_recv(c, timeout_ms);
 				quit_ok = false;
-			}
-			n = recv(c->fd, c->rbuf, RBUF_SIZE, 0);
+			} else
+				n = recv(c->fd, c->rbuf, RBUF_SIZE,
+				    MSG_DONTWAIT);
 			if (n > 0) {
 				c->rpos = 0;
 				c->rlen = (size_t)n;
 				continue;
+			}
+			if (n == -2) {
+				c->why = NULL;	/* idle too long, or a stop */
+				c->close = true;
+				return -2;
 			}
 			if (n == 0) {
 				c->why = want == WANT_BEGIN &&
@@ -674,32 +761,87 @@ worker_slot_state(struct worker_ctx *w, enum sb_state st)
 	w->slot->state = st;
 	if (st == SB_IDLE || st == SB_KEEPALIVE)
 		w->slot->idle_since_ms = now_ms();
+	/* A request begins with its headers: its clock starts now. */
+	if (st == SB_READING) {
+		w->slot->req_started = now_real();
+		strlcpy_(w->slot->method, "-", sizeof(w->slot->method));
+		strlcpy_(w->slot->uri, "-", sizeof(w->slot->uri));
+		w->slot->query[0] = '\0';
+		strlcpy_(w->slot->script, "-", sizeof(w->slot->script));
+	}
 	sb_slot_end(w->slot);
 }
 
 /*
- * After a request: its duration, the CPU it used (from the process's own
- * usage: between two requests a worker uses next to none) and peak RSS.
+ * After a request: its duration, the CPU it used and the peak RSS.  CPU
+ * comes from the process's own usage (between requests a worker uses next
+ * to none).  getrusage() costs as much as the rest of a small request's
+ * syscalls, so requests under 1 ms are sampled: their CPU is averaged over
+ * the requests of the last 100 ms.
  */
+#define SLOT_CPU_EVERY_MS	100
+#define SLOT_CPU_ALWAYS_US	1000
+
+static struct {
+	double	 cpu_before;	/* the process's CPU seconds at the last sample */
+	double	 wall_since;	/* seconds in requests since then */
+	int64_t	 sampled_ms;
+} slot_cpu;
+
+static double
+worker_cpu_seconds(const struct rusage *ru)
+{
+	return (double)ru->ru_utime.tv_sec + (double)ru->ru_utime.tv_usec / 1e6 +
+	    (double)ru->ru_stime.tv_sec + (double)ru->ru_stime.tv_usec / 1e6;
+}
+
+/* The worker's start-up is not the first request's CPU. */
+static void
+worker_slot_cpu_prime(void)
+{
+	struct rusage	 ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	slot_cpu.cpu_before = worker_cpu_seconds(&ru);
+	slot_cpu.sampled_ms = now_ms();
+}
+
 static void
 worker_slot_done(struct worker_ctx *w, long served)
 {
-	static double	 cpu_before;
 	struct rusage	 ru;
 	struct sb_slot	*s = w->slot;
 	double		 cpu, wall;
+	int64_t		 now = now_ms();
+	bool		 sample;
 
-	getrusage(RUSAGE_SELF, &ru);
-	cpu = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
-	    (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
-	sb_slot_begin(s);
 	wall = now_real() - s->req_started;
+	if (wall < 0)
+		wall = 0;
+	slot_cpu.wall_since += wall;
+	sample = wall * 1e6 >= SLOT_CPU_ALWAYS_US ||
+	    now - slot_cpu.sampled_ms >= SLOT_CPU_EVERY_MS;
+	if (sample)
+		getrusage(RUSAGE_SELF, &ru);
+	sb_slot_begin(s);
 	s->requests = (uint64_t)served;
-	s->req_duration_us = wall > 0 ? (uint64_t)(wall * 1e6) : 0;
-	s->last_cpu = wall > 0 ? (cpu - cpu_before) / wall * 100.0 : 0;
-	s->last_memory = (uint64_t)ru.ru_maxrss * 1024;
+	s->req_duration_us = (uint64_t)(wall * 1e6);
+	if (sample) {
+		cpu = worker_cpu_seconds(&ru);
+		s->last_cpu = slot_cpu.wall_since > 0 ? (cpu -
+		    slot_cpu.cpu_before) / slot_cpu.wall_since * 100.0 : 0;
+		/*
+		 * The delta also holds the accept and close around short
+		 * requests: one thread cannot have used more than all of it.
+		 */
+		if (s->last_cpu > 100.0)
+			s->last_cpu = 100.0;
+		s->last_memory = (uint64_t)ru.ru_maxrss * 1024;
+		slot_cpu.cpu_before = cpu;
+		slot_cpu.wall_since = 0;
+		slot_cpu.sampled_ms = now;
+	}
 	sb_slot_end(s);
-	cpu_before = cpu;
 }
 
 /* The status page or the ping, from the scoreboard, instead of the handler. */
@@ -730,6 +872,7 @@ worker_request(struct worker_ctx *w, struct fpmd_request *r)
 	enum status_page	 page;
 	int			 rc;
 
+	plog_request_begin(w->pool);
 	rc = worker_pump(w, r, WANT_PARAMS, w->read_tmo, false);
 	if (rc == -2) {
 		worker_error_response(r, "408 Request Timeout");
@@ -799,7 +942,7 @@ worker_close(struct worker_ctx *w, struct conn *c, bool linger)
 	if (linger && shutdown(c->fd, SHUT_WR) == 0) {
 		deadline = now_ms() + w->pool->conf->linger_timeout_ms;
 		while (now_ms() < deadline) {
-			n = recv(c->fd, c->rbuf, RBUF_SIZE, 0);
+			n = recv(c->fd, c->rbuf, RBUF_SIZE, MSG_DONTWAIT);
 			if (n == 0 || (n == -1 && errno != EAGAIN &&
 			    errno != EINTR))
 				break;
@@ -817,37 +960,56 @@ worker_serve(struct worker_ctx *w, struct conn *c, struct fpmd_request *r,
 {
 	const struct pool_conf	*pc = w->pool->conf;
 	bool			 first = true, linger = false;
+	int64_t			 leaving_since = 0;
 
 	fcgi_parser_init(&c->parser);
 	c->rpos = c->rlen = 0;
 	c->pend_len = 0;
-	c->dead = c->close = false;
+	c->dead = c->close = c->linger = false;
 	c->why = NULL;
+	c->rcvtimeo_ms = 0;
 	r->c = c;
 	for (;;) {
 		worker_request_reset(r);
 		if (!first)
 			worker_slot_state(w, SB_KEEPALIVE);
+		/*
+		 * Leaving (a stop, a reload, pm.max_requests): a client that
+		 * reuses the connection right after our answer gets one more
+		 * (for IDLE_SLICE_MS at most); closing at once could drop a
+		 * request it is writing.  Quiet for QUIT_SETTLE_MS: closed.
+		 */
 		if (worker_pump(w, r, WANT_BEGIN, first ? w->read_tmo :
+		    leaving_since != 0 ? QUIT_SETTLE_MS :
 		    pc->keepalive_timeout_ms, !first) != 0)
 			break;
 		if (!first)
 			worker_slot_state(w, SB_READING);
+		/* PHP-FPM's "accepted conn": every request, kept or not. */
+		__atomic_fetch_add(&w->pool->sb->pool->accepted_conn, 1,
+		    __ATOMIC_RELAXED);
 		worker_request(w, r);
 		if (r->active && r->params_done) {
 			(*served)++;
 			worker_slot_done(w, *served);
+			plog_request_end(w->pool, r);
 		}
 		linger = !r->stdin_done;
-		if (c->dead || c->close || !r->keep_conn || worker_quit ||
-		    (w->max_requests > 0 && *served >= w->max_requests))
+		if (c->dead || c->close || !r->keep_conn)
+			break;
+		/* Stopping or recycled: settle, bounded (see above). */
+		if (leaving_since == 0 && (worker_quit || (w->max_requests > 0 &&
+		    *served >= w->max_requests)))
+			leaving_since = now_ms();
+		if (leaving_since != 0 &&
+		    now_ms() - leaving_since >= IDLE_SLICE_MS)
 			break;
 		first = false;
 		linger = false;
 	}
 	if (c->why != NULL)
 		log_notice("connection closed: %s", c->why);
-	worker_close(w, c, linger && !c->dead);
+	worker_close(w, c, (linger || c->linger) && !c->dead);
 }
 
 int
@@ -855,27 +1017,40 @@ worker_run(struct worker_ctx *w)
 {
 	struct sigaction	 sa;
 	struct epoll_event	 ev = { .events = EPOLLIN | EPOLLEXCLUSIVE };
+	struct epoll_event	 evs[2];
+	bool			 woken = false;
+	int			 n, i;
 	struct conn		*c;
 	struct fpmd_request	 r;
-	sigset_t		 all;
+	struct epoll_event	 qev = { .events = EPOLLIN };
+	sigset_t		 qset;
+	struct sockaddr_storage	 peer;
+	socklen_t		 peerlen;
 	long			 served = 0;
 	int			 ep, fd;
 
+	if (pipe2(quit_pipe, O_CLOEXEC | O_NONBLOCK) == -1) {
+		log_warn("pipe2");
+		return -1;
+	}
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = worker_on_quit;
+	sa.sa_flags = SA_RESTART;
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGQUIT, &sa, NULL);
-	/* SIGQUIT stays blocked but inside the waits. */
-	sigemptyset(&all);
-	sigaddset(&all, SIGQUIT);
-	sigprocmask(SIG_BLOCK, &all, &worker_waitmask);
-	sigdelset(&worker_waitmask, SIGQUIT);
+	/* Blocked since the fork (child_signals()): a pending one lands now. */
+	sigemptyset(&qset);
+	sigaddset(&qset, SIGQUIT);
+	sigprocmask(SIG_UNBLOCK, &qset, NULL);
 	/* fastcgi.read_timeout = 0: wait as long as the client wants. */
 	w->read_tmo = w->pool->conf->read_timeout_ms > 0 ?
 	    w->pool->conf->read_timeout_ms : -1;
 
+	ev.data.fd = w->pool->listen_fd;
+	qev.data.fd = quit_pipe[0];
 	if ((ep = epoll_create1(EPOLL_CLOEXEC)) == -1 ||
-	    epoll_ctl(ep, EPOLL_CTL_ADD, w->pool->listen_fd, &ev) == -1) {
+	    epoll_ctl(ep, EPOLL_CTL_ADD, w->pool->listen_fd, &ev) == -1 ||
+	    epoll_ctl(ep, EPOLL_CTL_ADD, quit_pipe[0], &qev) == -1) {
 		log_warn("epoll");
 		return -1;
 	}
@@ -890,18 +1065,32 @@ worker_run(struct worker_ctx *w)
 	}
 
 	/* Ready: counted idle, and the master hears of it. */
+	worker_slot_cpu_prime();
 	worker_slot_state(w, SB_IDLE);
-	sb_idle_change(w->pool->sb, false);
-	sb_wake(w->pool->sb);
-	while (!worker_quit &&
+	sb_worker_ready(w->pool->sb);
+	/*
+	 * EPOLLEXCLUSIVE wakes one worker per new connection.  One woken
+	 * for a connection takes it even if a stop came meanwhile: leaving
+	 * instead would strand it in the queue, every other worker asleep.
+	 */
+	while ((!worker_quit || woken) &&
 	    (w->max_requests == 0 || served < w->max_requests)) {
-		fd = accept4(w->pool->listen_fd, NULL, NULL,
-		    SOCK_NONBLOCK | SOCK_CLOEXEC);
+		/* Blocking sockets: see worker_idle_recv(). */
+		peerlen = sizeof(peer);
+		fd = accept4(w->pool->listen_fd, (struct sockaddr *)&peer,
+		    &peerlen, SOCK_CLOEXEC);
+		woken = false;
 		if (fd == -1) {
 			if (errno == EAGAIN || errno == EWOULDBLOCK) {
-				if (epoll_pwait(ep, &ev, 1, -1,
-				    &worker_waitmask) == -1 && errno != EINTR)
-					log_warn("epoll_pwait");
+				if (worker_quit)
+					break;
+				n = epoll_wait(ep, evs, 2, -1);
+				if (n == -1 && errno != EINTR)
+					log_warn("epoll_wait");
+				for (i = 0; i < n; i++)
+					if (evs[i].data.fd ==
+					    w->pool->listen_fd)
+						woken = true;
 			} else if (errno == EMFILE || errno == ENFILE ||
 			    errno == ENOBUFS || errno == ENOMEM) {
 				log_warn("accept");
@@ -910,10 +1099,15 @@ worker_run(struct worker_ctx *w)
 			}
 			continue;
 		}
-		__atomic_fetch_add(&w->pool->sb->pool->accepted_conn, 1,
-		    __ATOMIC_RELAXED);
+		if (!sock_peer_allowed(w->pool->conf,
+		    w->pool->conf->addr.family, &peer, peerlen)) {
+			close(fd);
+			continue;
+		}
 		worker_slot_state(w, SB_READING);
 		sb_idle_change(w->pool->sb, true);
+		__atomic_fetch_add(&w->pool->sb->pool->connections, 1,
+		    __ATOMIC_RELAXED);
 		c->fd = fd;
 		worker_serve(w, c, &r, &served);
 		worker_slot_state(w, SB_IDLE);
@@ -1041,6 +1235,7 @@ host_write_stdout(struct fpmd_request *r, const void *buf, size_t len)
 	const uint8_t	*p = buf;
 	size_t		 n;
 
+	plog_response(buf, len);
 	while (len > 0) {
 		if (r->c->dead)
 			return -1;
@@ -1080,9 +1275,18 @@ host_flush(struct fpmd_request *r)
 	return worker_flush_stdout(r);
 }
 
+/*
+ * Once the body has been read nothing else reads the connection while the
+ * handler runs: look at what arrived (an ABORT_REQUEST, a close, a
+ * management record), without waiting.
+ */
 static int
 host_aborted(struct fpmd_request *r)
 {
+	if (!r->aborted && !r->timed_out && !r->c->dead && r->stdin_done &&
+	    (r->role != FPMD_ROLE_FILTER || r->data_done) &&
+	    worker_pump(r->w, r, WANT_NOTHING, 0, false) == -1)
+		r->c->dead = true;
 	return r->aborted || r->timed_out || r->c->dead;
 }
 

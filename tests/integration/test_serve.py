@@ -398,3 +398,20 @@ def test_relative_paths_resolve_against_the_config_directory(fpmd, tmp_path,
                 endpoints=[ep], cwd="/")
     assert (tmp_path / "fpmd.pid").read_text().strip() == str(proc.pid)
     echo_request(ep.client)
+
+
+def test_workers_die_with_a_killed_master_after_the_privilege_drop(
+        fpmd, endpoint):
+    """Regression: the kernel clears PR_SET_PDEATHSIG when a worker's uid
+    changes, so workers running as the pool's user outlived a master
+    killed with SIGKILL.  Root only (that is when the uid changes)."""
+    if not IS_ROOT:
+        pytest.skip("needs root: workers change uid only when started "
+                    "as root")
+    proc, _ = start_pool(fpmd, endpoint, "unix", user="nobody",
+                         group=nobody_group())
+    assert proc.worker_pids()
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.proc.wait(timeout=10)
+    assert proc.orphans(timeout=5.0) == [], \
+        "workers outlived the master"
