@@ -8,12 +8,14 @@
  * runs from a libconfuse validate callback, while the parser still knows
  * the file and line.
  *
- * Taboos: cfg_t never leaves this file; nothing here binds, forks or logs
- * (errors go to the FILE the caller gives).
+ * Taboos: cfg_t never leaves this file; nothing here binds (sock_probe
+ * only tries a port and lets go), forks or logs (errors go to the FILE
+ * the caller gives).
  */
 #include "config.h"
 
 #include <sys/mman.h>
+#include <sys/stat.h>
 
 #include <ctype.h>
 #include <errno.h>
@@ -45,7 +47,7 @@ enum dtype {
 	D_LOGLEVEL,	/* int, a syslog priority */
 	D_PM,		/* enum pm_style */
 	D_RLIMIT,	/* long: RLIMIT_UNSET, RLIMIT_UNLIMITED or a value */
-	D_LIST,		/* a list of strings */
+	D_LIST,		/* char **, its size_t count at count_offset */
 	D_KV		/* a free-form { key = value } section */
 };
 
@@ -62,7 +64,7 @@ struct directive {
 	enum dscope	 scope;
 	enum dtype	 type;
 	size_t		 offset;	/* into fpmd_conf or pool_conf */
-	size_t		 count_offset;	/* D_KV: the size_t count */
+	size_t		 count_offset;	/* D_KV, D_LIST: the size_t count */
 	const char	*def;		/* default, as it would be written */
 	long		 min;
 	long		 max;
@@ -78,10 +80,11 @@ static const struct directive conf_directives[] = {
 	{ "pid", GLOBAL, D_PATH, G(pid_file), 0, "", 0, 0, 0 },
 	{ "error_log", GLOBAL, D_PATH, G(error_log), 0, "stderr", 0, 0, 0 },
 	{ "log_level", GLOBAL, D_LOGLEVEL, G(log_level), 0, "notice", 0, 0, 0 },
-	{ "log_limit", GLOBAL, D_SIZE, NOOFF, 0, "8192", 0, 0, UNSUPPORTED },
-	{ "syslog.facility", GLOBAL, D_STR, NOOFF, 0, "daemon", 0, 0,
-	    UNSUPPORTED },
-	{ "syslog.ident", GLOBAL, D_STR, NOOFF, 0, "fpmd", 0, 0, UNSUPPORTED },
+	{ "log_limit", GLOBAL, D_INT, G(log_limit), 0, "8192", LOG_LIMIT_MIN,
+	    LOG_LIMIT_MAX, 0 },
+	{ "syslog.facility", GLOBAL, D_STR, G(syslog_facility), 0, "daemon", 0,
+	    0, 0 },
+	{ "syslog.ident", GLOBAL, D_STR, G(syslog_ident), 0, "fpmd", 0, 0, 0 },
 	{ "emergency_restart_threshold", GLOBAL, D_LONG,
 	    G(emergency_restart_threshold), 0, "0", 0, 1000000, 0 },
 	{ "emergency_restart_interval", GLOBAL, D_DURATION,
@@ -105,12 +108,12 @@ static const struct directive conf_directives[] = {
 	{ "listen.owner", POOL, D_STR, P(listen_owner), 0, "", 0, 0, 0 },
 	{ "listen.group", POOL, D_STR, P(listen_group), 0, "", 0, 0, 0 },
 	{ "listen.mode", POOL, D_MODE, P(listen_mode), 0, "0660", 0, 0, 0 },
-	{ "listen.allowed_clients", POOL, D_LIST, NOOFF, 0, NULL, 0, 0,
-	    UNSUPPORTED },
-	{ "listen.acl_users", POOL, D_LIST, NOOFF, 0, NULL, 0, 0,
-	    UNSUPPORTED },
-	{ "listen.acl_groups", POOL, D_LIST, NOOFF, 0, NULL, 0, 0,
-	    UNSUPPORTED },
+	{ "listen.allowed_clients", POOL, D_LIST, P(allowed_clients),
+	    P(nallowed_clients), NULL, 0, 0, 0 },
+	{ "listen.acl_users", POOL, D_LIST, P(acl_users), P(nacl_users), NULL,
+	    0, 0, 0 },
+	{ "listen.acl_groups", POOL, D_LIST, P(acl_groups), P(nacl_groups),
+	    NULL, 0, 0, 0 },
 	{ "user", POOL, D_STR, P(user), 0, "", 0, 0, 0 },
 	{ "group", POOL, D_STR, P(group), 0, "", 0, 0, 0 },
 	{ "chroot", POOL, D_STR, P(chroot), 0, "", 0, 0, 0 },
@@ -137,11 +140,13 @@ static const struct directive conf_directives[] = {
 	{ "ping.path", POOL, D_STR, P(ping_path), 0, "", 0, 0, 0 },
 	{ "ping.response", POOL, D_STR, P(ping_response), 0, "pong", 0, 0,
 	    0 },
-	{ "access.log", POOL, D_PATH, NOOFF, 0, "", 0, 0, UNSUPPORTED },
-	{ "access.format", POOL, D_STR, NOOFF, 0, "", 0, 0, UNSUPPORTED },
-	{ "slowlog", POOL, D_PATH, NOOFF, 0, "", 0, 0, UNSUPPORTED },
-	{ "request_slowlog_timeout", POOL, D_DURATION, NOOFF, 0, "0", 0, 0,
-	    UNSUPPORTED },
+	{ "error_log", POOL, D_PATH, P(error_log), 0, "", 0, 0, 0 },
+	{ "access.log", POOL, D_PATH, P(access_log), 0, "", 0, 0, 0 },
+	{ "access.format", POOL, D_STR, P(access_format), 0,
+	    "%R - %u %t \"%m %r\" %s", 0, 0, 0 },
+	{ "slowlog", POOL, D_PATH, P(slowlog), 0, "", 0, 0, 0 },
+	{ "request_slowlog_timeout", POOL, D_DURATION,
+	    P(request_slowlog_timeout_ms), 0, "0", 0, 0, 0 },
 	{ "request_terminate_timeout", POOL, D_DURATION,
 	    P(request_terminate_timeout_ms), 0, "0", 0, 0, 0 },
 	{ "request_terminate_timeout_track_finished", POOL, D_BOOL,
@@ -152,10 +157,12 @@ static const struct directive conf_directives[] = {
 	    LONG_MAX, 0 },
 	{ "process.priority", POOL, D_INT, P(priority), 0, "", -19, 20, 0 },
 	{ "process.dumpable", POOL, D_BOOL, P(dumpable), 0, "no", 0, 0, 0 },
-	{ "catch_workers_output", POOL, D_BOOL, NOOFF, 0, "no", 0, 0,
-	    UNSUPPORTED },
-	{ "decorate_workers_output", POOL, D_BOOL, NOOFF, 0, "yes", 0, 0,
-	    UNSUPPORTED },
+	{ "process.no_new_privs", POOL, D_BOOL, P(no_new_privs), 0, "yes", 0,
+	    0, 0 },
+	{ "catch_workers_output", POOL, D_BOOL, P(catch_workers_output), 0,
+	    "no", 0, 0, 0 },
+	{ "decorate_workers_output", POOL, D_BOOL, P(decorate_workers_output),
+	    0, "yes", 0, 0, 0 },
 	{ "clear_env", POOL, D_BOOL, P(clear_env), 0, "yes", 0, 0, 0 },
 	{ "env", POOL, D_KV, P(env), P(nenv), NULL, 0, 0, 0 },
 	{ "fastcgi.max_params_size", POOL, D_SIZE, P(max_params_size), 0,
@@ -195,7 +202,34 @@ static struct {
 	const char	*file;		/* the main file, for errors after parse */
 	struct src	*srcs;
 	size_t		 nsrcs;
+	pid_t		 holder;	/* the running master (pid file) */
 } cp;
+
+/*
+ * The addresses the running master holds (a reload): they are in use, by
+ * us, and need no probe (which, on a busy host, costs a scan of
+ * /proc/net/tcp).  Set by conf_set_held() for one conf_load().
+ */
+static const struct sock_addr	*held;
+static size_t			 nheld;
+
+void
+conf_set_held(const struct sock_addr *addrs, size_t n)
+{
+	held = addrs;
+	nheld = n;
+}
+
+static bool
+conf_held(const struct sock_addr *a)
+{
+	size_t	 i;
+
+	for (i = 0; i < nheld; i++)
+		if (sock_addr_equal(&held[i], a))
+			return true;
+	return false;
+}
 
 /* The real name of a file libconfuse knows by its alias. */
 static const char *
@@ -682,6 +716,14 @@ conf_schema(enum dscope scope, cfg_opt_t *pool_opts)
 	return opts;
 }
 
+/* The log targets that are not file names (a file so named: "./syslog"). */
+static bool
+conf_log_keyword(const char *s)
+{
+	return strcmp(s, "stderr") == 0 || strcmp(s, "stdout") == 0 ||
+	    strcmp(s, "syslog") == 0 || strcmp(s, "journal") == 0;
+}
+
 /* Joins a relative PATH to PREFIX; returns an allocated string. */
 static char *
 conf_path(const char *prefix, const char *path)
@@ -690,7 +732,7 @@ conf_path(const char *prefix, const char *path)
 
 	if (path == NULL)
 		return NULL;
-	if (path[0] == '/' || prefix == NULL || strcmp(path, "stderr") == 0) {
+	if (path[0] == '/' || prefix == NULL || conf_log_keyword(path)) {
 		out = strdup(path);
 	} else if (asprintf(&out, "%s/%s", prefix, path) == -1)
 		out = NULL;
@@ -729,6 +771,19 @@ conf_fill(cfg_t *sec, enum dscope scope, void *base, const char *prefix)
 				    &kv->opts[j], 0));
 			}
 			*(struct kv **)dst = arr;
+			*(size_t *)((char *)base + d->count_offset) =
+			    arr != NULL ? n : 0;
+			continue;
+		}
+		if (d->type == D_LIST) {
+			char	**arr = NULL;
+
+			n = opt != NULL ? cfg_opt_size(opt) : 0;
+			if (n > 0)
+				arr = calloc(n, sizeof(*arr));
+			for (j = 0; arr != NULL && j < n; j++)
+				arr[j] = strdup(cfg_opt_getnstr(opt, j));
+			*(char ***)dst = arr;
 			*(size_t *)((char *)base + d->count_offset) =
 			    arr != NULL ? n : 0;
 			continue;
@@ -852,9 +907,12 @@ conf_check_status(cfg_t *sec, struct pool_conf *pc, const char *prefix)
 	if (sock_addr_parse(spec, &pc->status_addr, err, sizeof(err)) == -1)
 		POOL_ERR(sec, "pm.status_listen", "pm.status_listen: %s", err);
 	else if (pc->addr.len > 0 &&
-	    sock_addr_equal(&pc->addr, &pc->status_addr))
+	    sock_addr_overlap(&pc->addr, &pc->status_addr))
 		POOL_ERR(sec, "pm.status_listen", "pm.status_listen must differ "
 		    "from listen");
+	else if (!conf_held(&pc->status_addr) && sock_probe(&pc->status_addr,
+	    cp.holder, err, sizeof(err)) == -1)
+		POOL_ERR(sec, "pm.status_listen", "pm.status_listen: %s", err);
 	if (spec != pc->status_listen) {
 		free(pc->status_listen);
 		pc->status_listen = spec;
@@ -862,6 +920,193 @@ conf_check_status(cfg_t *sec, struct pool_conf *pc, const char *prefix)
 	/* Without a path, the status listener answers status on any. */
 	if (pc->status_path == NULL)
 		pc->status_path = strdup("/");
+}
+
+/* 0 when PATH is a directory, else -1 with the reason in ERR. */
+static int
+conf_dir(const char *path, char *err, size_t errlen)
+{
+	struct stat	 st;
+
+	if (stat(path, &st) == -1) {
+		snprintf(err, errlen, "%s: %s", path, errno == ENOENT ?
+		    "no such directory" : strerror(errno));
+		return -1;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		snprintf(err, errlen, "%s is not a directory", path);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * What the start needs from the file system and the network, so that -t
+ * finds it first: the chroot, the directory of a Unix socket, a free TCP
+ * port.  (chdir is not checked: it is looked up inside the chroot, as the
+ * pool's user, only when a worker starts.)
+ */
+static void
+conf_check_paths(cfg_t *sec, struct pool_conf *pc)
+{
+	char	 err[PATH_MAX + 64], dir[PATH_MAX], *slash;
+
+	if (pc->chroot != NULL && pc->chroot[0] != '/')
+		POOL_ERR(sec, "chroot", "chroot: \"%s\" must be an absolute "
+		    "path", pc->chroot);
+	else if (pc->chroot != NULL &&
+	    conf_dir(pc->chroot, err, sizeof(err)) == -1)
+		POOL_ERR(sec, "chroot", "chroot: %s", err);
+	if (pc->addr.family == AF_UNIX) {
+		strlcpy_(dir, pc->addr.text, sizeof(dir));
+		if ((slash = strrchr(dir, '/')) != NULL)
+			slash[slash == dir ? 1 : 0] = '\0';
+		if (conf_dir(dir, err, sizeof(err)) == -1)
+			POOL_ERR(sec, "listen", "listen: the socket's "
+			    "directory %s", err);
+	} else if (pc->addr.len > 0 && !conf_held(&pc->addr) &&
+	    sock_probe(&pc->addr, cp.holder, err, sizeof(err)) == -1)
+		POOL_ERR(sec, "listen", "listen: %s", err);
+}
+
+/*
+ * listen.allowed_clients: every entry must parse.  PHP-FPM logs a bad
+ * entry and, when none is left, refuses every client; here either is a
+ * configuration error, so that a typo never silently closes (or opens) a
+ * pool.
+ */
+static void
+conf_check_clients(cfg_t *sec, struct pool_conf *pc)
+{
+	const char	*name = "listen.allowed_clients";
+	cfg_opt_t	*opt = cfg_getopt(sec, name);
+	char		 err[256];
+	size_t		 i;
+
+	if (pc->nallowed_clients == 0) {
+		/* "= {}": written, yet libconfuse validates no item. */
+		if (opt != NULL && (opt->flags & CFGF_MODIFIED))
+			POOL_ERR(sec, name, "%s is empty: it would refuse "
+			    "every client (remove it to allow any)", name);
+		return;
+	}
+	if (pc->addr.family == AF_UNIX)
+		POOL_ERR(sec, name, "%s applies to TCP only: use listen.mode "
+		    "or listen.acl_users and listen.acl_groups on a Unix "
+		    "socket", name);
+	if ((pc->allowed = calloc(pc->nallowed_clients,
+	    sizeof(*pc->allowed))) == NULL) {
+		POOL_ERR(sec, name, "%s: %s", name, strerror(errno));
+		return;
+	}
+	for (i = 0; i < pc->nallowed_clients; i++)
+		if (sock_net_parse(pc->allowed_clients[i], &pc->allowed[i], err,
+		    sizeof(err)) == -1)
+			POOL_ERR(sec, name, "%s: %s", name, err);
+}
+
+/*
+ * listen.acl_users and listen.acl_groups: names that exist, each once (a
+ * duplicate makes the whole ACL invalid), on a Unix socket.
+ */
+static void
+conf_check_acl(cfg_t *sec, struct pool_conf *pc)
+{
+	struct passwd	*pw;
+	struct group	*gr;
+	size_t		 i, j;
+
+	if (pc->nacl_users == 0 && pc->nacl_groups == 0)
+		return;
+	if (pc->addr.len > 0 && pc->addr.family != AF_UNIX)
+		POOL_ERR(sec, pc->nacl_users > 0 ? "listen.acl_users" :
+		    "listen.acl_groups", "listen.acl_users and "
+		    "listen.acl_groups apply to Unix sockets only");
+	pc->acl_uids = calloc(pc->nacl_users + 1, sizeof(*pc->acl_uids));
+	pc->acl_gids = calloc(pc->nacl_groups + 1, sizeof(*pc->acl_gids));
+	if (pc->acl_uids == NULL || pc->acl_gids == NULL) {
+		POOL_ERR(sec, "listen.acl_users", "listen.acl_users: %s",
+		    strerror(errno));
+		return;
+	}
+	for (i = 0; i < pc->nacl_users; i++) {
+		pc->acl_uids[i] = (uid_t)-1;
+		if ((pw = getpwnam(pc->acl_users[i])) == NULL) {
+			POOL_ERR(sec, "listen.acl_users", "listen.acl_users: "
+			    "no such user \"%s\"", pc->acl_users[i]);
+			continue;
+		}
+		pc->acl_uids[i] = pw->pw_uid;
+		for (j = 0; j < i; j++)
+			if (pc->acl_uids[j] == pw->pw_uid)
+				POOL_ERR(sec, "listen.acl_users",
+				    "listen.acl_users: \"%s\" is listed twice",
+				    pc->acl_users[i]);
+	}
+	for (i = 0; i < pc->nacl_groups; i++) {
+		pc->acl_gids[i] = (gid_t)-1;
+		if ((gr = getgrnam(pc->acl_groups[i])) == NULL) {
+			POOL_ERR(sec, "listen.acl_groups", "listen.acl_groups: "
+			    "no such group \"%s\"", pc->acl_groups[i]);
+			continue;
+		}
+		pc->acl_gids[i] = gr->gr_gid;
+		for (j = 0; j < i; j++)
+			if (pc->acl_gids[j] == gr->gr_gid)
+				POOL_ERR(sec, "listen.acl_groups",
+				    "listen.acl_groups: \"%s\" is listed "
+				    "twice", pc->acl_groups[i]);
+	}
+}
+
+/* Whether WORD is one of the comma-separated words of LIST. */
+static bool
+conf_word_in(const char *word, const char *list)
+{
+	size_t	 n = strlen(word);
+
+	while ((list = strstr(list, word)) != NULL) {
+		if (list[n] == '\0' || list[n] == ',')
+			return true;
+		list += n;
+	}
+	return false;
+}
+
+/*
+ * error_log, access.log, slowlog: a path, or one of the keywords in
+ * ALLOWED ("stderr, syslog, journal").  The keywords each directive does
+ * not take are refused rather than taken for file names.
+ */
+static void
+conf_check_target(cfg_t *sec, const char *name, const char *value,
+    const char *allowed)
+{
+	if (value != NULL && conf_log_keyword(value) &&
+	    !conf_word_in(value, allowed))
+		POOL_ERR(sec, name, "%s: %s is not a target for it (%s or a "
+		    "path)", name, value, allowed);
+}
+
+static void
+conf_check_logs(cfg_t *sec, struct pool_conf *pc)
+{
+	char	 err[256];
+
+	conf_check_target(sec, "error_log", pc->error_log,
+	    "stderr, syslog, journal");
+	conf_check_target(sec, "access.log", pc->access_log, "stdout, stderr");
+	conf_check_target(sec, "slowlog", pc->slowlog, "stdout, stderr");
+	if (pc->access_format == NULL)
+		POOL_ERR(sec, "access.format", "access.format must not be "
+		    "empty");
+	else if (access_format_check(pc->access_format, err,
+	    sizeof(err)) != NULL)
+		POOL_ERR(sec, "access.format", "access.format: %s", err);
+	/* As PHP-FPM: a timeout with nowhere to write is a mistake. */
+	if (pc->request_slowlog_timeout_ms > 0 && pc->slowlog == NULL)
+		POOL_ERR(sec, "request_slowlog_timeout",
+		    "request_slowlog_timeout needs slowlog");
 }
 
 static void
@@ -949,16 +1194,24 @@ conf_check_pool(cfg_t *sec, struct pool_conf *pc, const char *prefix,
 	if (pc->max_requests_jitter > 0 && pc->max_requests == 0)
 		POOL_ERR(sec, "pm.max_requests_jitter",
 		    "pm.max_requests_jitter needs pm.max_requests");
+	conf_check_paths(sec, pc);
+	conf_check_clients(sec, pc);
+	conf_check_acl(sec, pc);
 	conf_check_pm(sec, pc);
 	conf_check_status(sec, pc, prefix);
+	conf_check_logs(sec, pc);
 }
 
-/* Two pools, or a pool and a status listener, on one address. */
+/*
+ * Two pools, or a pool and a status listener, on one address, or on one
+ * port where either address is the wildcard: only one could bind.
+ */
 static void
 conf_check_clash(cfg_t *sec, const struct pool_conf *a,
     const struct pool_conf *b)
 {
 	const struct sock_addr	*aa[2], *ba[2];
+	const char		*what;
 	size_t			 i, j;
 
 	aa[0] = a->listen != NULL ? &a->addr : NULL;
@@ -966,14 +1219,40 @@ conf_check_clash(cfg_t *sec, const struct pool_conf *a,
 	ba[0] = b->listen != NULL ? &b->addr : NULL;
 	ba[1] = b->status_listen != NULL ? &b->status_addr : NULL;
 	for (i = 0; i < 2; i++)
-		for (j = 0; j < 2; j++)
-			if (aa[i] != NULL && ba[j] != NULL &&
-			    sock_addr_equal(aa[i], ba[j]))
-				POOL_ERR(sec, j == 0 ? "listen" :
-				    "pm.status_listen", "%s: pool %s and "
-				    "pool %s both listen on %s", j == 0 ?
-				    "listen" : "pm.status_listen", a->name,
+		for (j = 0; j < 2; j++) {
+			if (aa[i] == NULL || ba[j] == NULL ||
+			    aa[i]->len == 0 || ba[j]->len == 0 ||
+			    !sock_addr_overlap(aa[i], ba[j]))
+				continue;
+			what = j == 0 ? "listen" : "pm.status_listen";
+			if (sock_addr_equal(aa[i], ba[j]))
+				POOL_ERR(sec, what, "%s: pool %s and pool %s "
+				    "both listen on %s", what, a->name,
 				    b->name, ba[j]->text);
+			else
+				POOL_ERR(sec, what, "%s: pool %s on %s and "
+				    "pool %s on %s share a port", what,
+				    a->name, aa[i]->text, b->name,
+				    ba[j]->text);
+		}
+}
+
+/*
+ * The pid in PATH, the pid file of a master that may be running with this
+ * configuration, whose sockets -t must not take for a conflict; or 0.
+ */
+static pid_t
+conf_running_master(const char *path)
+{
+	FILE	*fp;
+	long	 pid = 0;
+
+	if (path == NULL || (fp = fopen(path, "re")) == NULL)
+		return 0;
+	if (fscanf(fp, "%ld", &pid) != 1 || pid <= 1 || pid > INT_MAX)
+		pid = 0;
+	fclose(fp);
+	return (pid_t)pid;
 }
 
 static struct fpmd_conf *
@@ -981,29 +1260,23 @@ conf_build(cfg_t *cfg, const char *file, const char *prefix, bool allow_root)
 {
 	struct fpmd_conf	*c;
 	size_t			 i, j;
+	int			 facility;
 
 	if ((c = calloc(1, sizeof(*c))) == NULL)
 		return NULL;
 	c->file = strdup(file);
 	c->prefix = strdup(prefix);
 	conf_fill(cfg, GLOBAL, c, prefix);
+	cp.holder = conf_running_master(c->pid_file);
 	if (c->error_log == NULL)
 		c->error_log = strdup("stderr");
-	{
-		const char		*f;
-		int			 l;
-		const struct loc	*loc;
-		cfg_opt_t		*o = cfg_getopt(cfg, "error_log");
-
-		loc = o != NULL ? conf_loc(o) : NULL;
-		f = loc != NULL ? loc->file : file;
-		l = loc != NULL ? loc->line : 1;
-		if (o != NULL && o->nvalues > 0 &&
-		    (strcmp(cfg_opt_getnstr(o, 0), "syslog") == 0 ||
-		    strcmp(cfg_opt_getnstr(o, 0), "journal") == 0))
-			conf_err(f, l, "error_log: %s is not supported yet "
-			    "(stderr or a file)", cfg_opt_getnstr(o, 0));
-	}
+	conf_check_target(cfg, "error_log", c->error_log,
+	    "stderr, syslog, journal");
+	if (c->syslog_facility == NULL ||
+	    log_facility_parse(c->syslog_facility, &facility) == -1)
+		POOL_ERR(cfg, "syslog.facility", "syslog.facility: expected "
+		    "a facility such as daemon, user or local0 to local7, got "
+		    "\"%s\"", c->syslog_facility ? c->syslog_facility : "");
 
 	c->npools = cfg_size(cfg, "pool");
 	if (c->npools == 0)
@@ -1106,6 +1379,16 @@ conf_free_kv(struct kv *kv, size_t n)
 	free(kv);
 }
 
+static void
+conf_free_list(char **list, size_t n)
+{
+	size_t	 i;
+
+	for (i = 0; i < n; i++)
+		free(list[i]);
+	free(list);
+}
+
 void
 conf_free(struct fpmd_conf *c)
 {
@@ -1125,9 +1408,16 @@ conf_free(struct fpmd_conf *c)
 				continue;
 			if (d->type == D_STR || d->type == D_PATH)
 				free(*(char **)((char *)pc + d->offset));
+			if (d->type == D_LIST)
+				conf_free_list(*(char ***)((char *)pc +
+				    d->offset), *(size_t *)((char *)pc +
+				    d->count_offset));
 		}
 		conf_free_kv(pc->env, pc->nenv);
 		conf_free_kv(pc->handler_options, pc->nhandler_options);
+		free(pc->allowed);
+		free(pc->acl_uids);
+		free(pc->acl_gids);
 	}
 	for (j = 0; j < NDIRECTIVES; j++) {
 		const struct directive	*d = &conf_directives[j];
@@ -1160,6 +1450,19 @@ conf_kv_equal(const struct kv *a, size_t na, const struct kv *b, size_t nb)
 	for (i = 0; i < na; i++)
 		if (strcmp(a[i].key, b[i].key) != 0 ||
 		    strcmp(a[i].value, b[i].value) != 0)
+			return false;
+	return true;
+}
+
+static bool
+conf_list_equal(char *const *a, size_t na, char *const *b, size_t nb)
+{
+	size_t	 i;
+
+	if (na != nb)
+		return false;
+	for (i = 0; i < na; i++)
+		if (strcmp(a[i], b[i]) != 0)
 			return false;
 	return true;
 }
@@ -1221,6 +1524,12 @@ conf_pool_equal(const struct pool_conf *a, const struct pool_conf *b)
 				return false;
 			break;
 		case D_LIST:
+			if (!conf_list_equal(*(char **const *)pa,
+			    *(const size_t *)((const char *)a +
+			    d->count_offset), *(char **const *)pb,
+			    *(const size_t *)((const char *)b +
+			    d->count_offset)))
+				return false;
 			break;
 		}
 	}
@@ -1236,6 +1545,19 @@ conf_print_ms(FILE *fp, int64_t ms)
 		fprintf(fp, "%llds", (long long)(ms / 1000));
 	else
 		fprintf(fp, "%lldms", (long long)ms);
+}
+
+/* A string the way libconfuse reads it back: quoted, \ and " escaped. */
+static void
+conf_print_str(FILE *fp, const char *s)
+{
+	fputc('"', fp);
+	for (; s != NULL && *s != '\0'; s++) {
+		if (*s == '"' || *s == '\\')
+			fputc('\\', fp);
+		fputc(*s, fp);
+	}
+	fputc('"', fp);
 }
 
 /* Prints the directives of SCOPE from BASE with INDENT. */
@@ -1264,12 +1586,28 @@ conf_print_scope(FILE *fp, enum dscope scope, const void *base,
 			fprintf(fp, "%s}\n", n > 0 ? " " : "");
 			continue;
 		}
+		if (d->type == D_LIST) {
+			char *const	*list = *(char **const *)src;
+			size_t		 n = *(const size_t *)((const char *)
+			    base + d->count_offset);
+
+			if (n == 0) {
+				fprintf(fp, "%s# %s: not set\n", indent,
+				    d->name);
+				continue;
+			}
+			fprintf(fp, "%s%s = {", indent, d->name);
+			for (j = 0; j < n; j++)
+				fprintf(fp, "%s\"%s\"", j == 0 ? "" : ", ",
+				    list[j]);
+			fprintf(fp, "}\n");
+			continue;
+		}
 		fprintf(fp, "%s%s = ", indent, d->name);
 		switch (d->type) {
 		case D_STR:
 		case D_PATH:
-			fprintf(fp, "\"%s\"", *(char *const *)src ?
-			    *(char *const *)src : "");
+			conf_print_str(fp, *(char *const *)src);
 			break;
 		case D_INT:
 			if (*(const int *)src == INT_MIN)

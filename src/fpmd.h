@@ -69,20 +69,54 @@ int	 fd_set_flags(int fd, bool nonblock);
 
 /* log.c */
 /*
- * The error log.  Lines look like PHP-FPM's:
+ * The error log: stderr, a file, syslog or the journal, and, per pool, an
+ * optional log of the pool's own.  Only the master writes: a worker's log
+ * lines travel to it over the worker's log channel (wlog.c), so that
+ * reopening the files in the master covers every line of every worker.
+ * File lines look like PHP-FPM's:
  *   [26-Nov-2026 12:34:56] WARNING: [pool www] child 42 exited ...
- * Each line is formatted into one buffer and written with one write(2),
- * so lines of concurrent writers (the master and its workers share the
- * file) never interleave.
+ * A master message that starts with "[pool NAME]" goes to that pool's log
+ * when it has one.  Lines longer than log_limit are split, each piece
+ * carrying the prefix, never truncated.
  */
-int	 log_open(const char *target);	/* "stderr" or a path; 0 or -1 */
+#define LOG_LIMIT_MIN	512
+#define LOG_LIMIT_MAX	(1024 * 1024)
+/* "stderr", "syslog", "journal" or a path; 0 or -1 with errno. */
+int	 log_open(const char *target);
+/* Opens every log file again (the global one and the pools'); 0 or -1. */
 int	 log_reopen(void);
+void	 log_set_limit(size_t);		/* in [LOG_LIMIT_MIN, LOG_LIMIT_MAX] */
+/* For error_log = syslog and journal; 0, or -1 for an unknown facility. */
+int	 log_set_syslog(const char *facility, const char *ident);
+int	 log_facility_parse(const char *, int *out);
+/*
+ * A pool's own error log.  Calls pair up: a reload may open the log of a
+ * pool by the same name before the old pool is gone.  0 or -1 with errno.
+ */
+int	 log_pool_open(const char *pool, const char *target);
+void	 log_pool_close(const char *pool);
 void	 log_set_level(int level);	/* a syslog.h LOG_* priority */
 int	 log_get_level(void);
 int	 log_level_parse(const char *, int *out);
 const char *log_level_name(int);
-int	 log_fd(void);			/* the fd a worker must keep open */
-void	 log_set_worker(const char *pool, pid_t pid);
+/* The fd lines are written to (-1 for syslog and the journal); in a
+ * worker, its log channel, which it must keep open. */
+int	 log_fd(void);
+/* In a worker: send every line to the master over CHANNEL. */
+void	 log_set_channel(int channel);
+/* One record, in as many lines as log_limit makes of it. */
+struct log_rec {
+	int		 level;
+	const char	*pool;		/* routes it; NULL: the global log */
+	size_t		 poollen;
+	pid_t		 pid;		/* the child it is about, or 0 */
+	const char	*prefix;	/* before each piece, after the level */
+	const char	*suffix;	/* after each piece */
+	const char	*text;
+	size_t		 len;
+	bool		 bare;		/* no time, level, prefix nor suffix */
+};
+void	 log_emit(const struct log_rec *);
 void	 log_debug(const char *, ...) __attribute__((format(printf, 1, 2)));
 void	 log_notice(const char *, ...) __attribute__((format(printf, 1, 2)));
 void	 log_warn(const char *, ...) __attribute__((format(printf, 1, 2)));
@@ -108,8 +142,55 @@ struct sock_addr {
 int	 sock_addr_parse(const char *spec, struct sock_addr *,
 	    char *err, size_t errlen);
 bool	 sock_addr_equal(const struct sock_addr *, const struct sock_addr *);
+/*
+ * Whether two listen addresses cannot both be bound: equal, or one port
+ * of one family where either address is the wildcard.
+ */
+bool	 sock_addr_overlap(const struct sock_addr *, const struct sock_addr *);
+/*
+ * Tries to bind the TCP address A as a pool would, and lets go.  Returns
+ * 0 when it could, or when the port is held by this process, by process
+ * HOLDER (the running master named by the pid file; 0: none) or by
+ * systemd (socket activation), all of which hand it over.  Returns -1,
+ * with the reason in ERR, when another program has it.  Other failures
+ * (an address not on this host, a privileged port) are left to the start.
+ */
+int	 sock_probe(const struct sock_addr *a, pid_t holder, char *err,
+	    size_t errlen);
+/* One entry of listen.allowed_clients: an address or a network. */
+struct sock_net {
+	int		 family;	/* AF_INET or AF_INET6 */
+	uint8_t		 addr[16];	/* network order, zero past bits */
+	unsigned int	 bits;		/* the prefix length */
+};
+/*
+ * Parses "192.0.2.7", "10.0.0.0/8", "::1" or "2001:db8::/32"; an
+ * IPv4-mapped IPv6 entry is taken as IPv4.  Returns 0, or -1 with the
+ * reason in ERR.  Pure.
+ */
+int	 sock_net_parse(const char *, struct sock_net *, char *err,
+	    size_t errlen);
+/*
+ * Whether the peer SA lies in one of the N networks; an IPv4-mapped IPv6
+ * peer is matched as IPv4.  False for any other family and for N = 0:
+ * a caller with no valid entry refuses everyone.  Pure.
+ */
+bool	 sock_net_match(const struct sock_net *, size_t n,
+	    const struct sockaddr *sa, socklen_t len);
 struct pool_conf;
-/* Applies listen.owner, listen.group and listen.mode to a Unix socket. */
+/*
+ * Whether PEER, accepted on a listener of FAMILY, may talk to the pool
+ * (listen.allowed_clients); a refusal is logged.  Unix peers always may.
+ */
+bool	 sock_peer_allowed(const struct pool_conf *, int family,
+	    const struct sockaddr_storage *peer, socklen_t len);
+struct pool_conf;
+/*
+ * Applies listen.owner, listen.group and listen.mode to a Unix socket,
+ * and its access ACL: listen.acl_users and listen.acl_groups, or none.
+ * With ACL entries, as PHP-FPM, the socket stays the master's and
+ * listen.owner and listen.group are ignored (with a warning).
+ */
 int	 sock_set_perms(const struct pool_conf *, const struct sock_addr *);
 /*
  * Binds and listens on A for a pool (its backlog, and for a Unix socket
@@ -150,6 +231,15 @@ struct pool_conf {
 	uid_t		 listen_uid;	/* (uid_t)-1: leave as created */
 	gid_t		 listen_gid;
 	unsigned int	 listen_mode;
+	char		**allowed_clients;	/* as written */
+	size_t		 nallowed_clients;
+	struct sock_net	*allowed;	/* parsed, as many */
+	char		**acl_users;
+	size_t		 nacl_users;
+	uid_t		*acl_uids;	/* resolved, as many */
+	char		**acl_groups;
+	size_t		 nacl_groups;
+	gid_t		*acl_gids;
 
 	char		*user;
 	char		*group;
@@ -193,6 +283,15 @@ struct pool_conf {
 	long		 rlimit_core;
 	int		 priority;	/* INT_MIN: unchanged */
 	bool		 dumpable;
+	bool		 no_new_privs;	/* PR_SET_NO_NEW_PRIVS in workers */
+
+	char		*error_log;	/* the pool's own; NULL: the global */
+	char		*access_log;	/* a path, "stdout" or "stderr" */
+	char		*access_format;
+	char		*slowlog;	/* a path, "stdout" or "stderr" */
+	int64_t		 request_slowlog_timeout_ms;
+	bool		 catch_workers_output;
+	bool		 decorate_workers_output;
 };
 
 struct fpmd_conf {
@@ -203,6 +302,9 @@ struct fpmd_conf {
 	char		*error_log;
 	char		*control_listen;
 	int		 log_level;
+	int		 log_limit;
+	char		*syslog_facility;
+	char		*syslog_ident;
 	int64_t		 process_control_timeout_ms;
 	bool		 daemonize;
 	long		 process_max;
@@ -224,6 +326,8 @@ struct fpmd_conf {
 struct fpmd_conf *conf_load(const char *file, const char *prefix,
 	    bool allow_root, FILE *errs);
 void	 conf_free(struct fpmd_conf *);
+/* Addresses the running master holds, for the next conf_load() only. */
+void	 conf_set_held(const struct sock_addr *, size_t n);
 /* Whether two pool configurations would run the same workers. */
 bool	 conf_pool_equal(const struct pool_conf *, const struct pool_conf *);
 /* The effective configuration, in the config file's own syntax. */
@@ -283,14 +387,16 @@ struct sb_slot {
 /* Pool-wide counters: the first ones written by workers with atomics,
  * the rest by the master alone. */
 struct sb_pool {
-	uint64_t	 accepted_conn;
+	uint64_t	 accepted_conn;	/* requests, as PHP-FPM counts them */
+	uint64_t	 connections;	/* accepted sockets */
 	int32_t		 idle_hint;	/* workers idle, as they say: a hint */
+	int32_t		 active_hint;	/* workers busy, as they say */
+	uint64_t	 max_active;	/* atomic max: workers and master */
 	int32_t		 wake_threshold;	/* below this many idle, wake */
 	uint32_t	 wake_pending;	/* a wake byte is in the eventfd */
 	int32_t		 wake_fd;	/* the master's eventfd */
 	/* Master only. */
 	double		 start_time;	/* realtime */
-	uint64_t	 max_active;
 	uint64_t	 max_children_reached;
 	uint64_t	 slow_requests;
 	uint32_t	 listen_queue;
@@ -301,6 +407,7 @@ struct sb_pool {
 	uint64_t	 retired;	/* idle or recycled by pm */
 	uint32_t	 generation;	/* bumped when a reload replaces it */
 	double		 reload_time;	/* realtime of that reload, or 0 */
+	uint32_t	 log_gen;	/* bumped when the logs are reopened */
 };
 
 struct scoreboard {
@@ -326,6 +433,10 @@ const char *sb_state_name(enum sb_state);
 void	 sb_idle_change(struct scoreboard *, bool busy);
 /* Wakes the master (once until it has read the wake). */
 void	 sb_wake(struct scoreboard *);
+/* A new worker reached its accept loop: one more idle. */
+void	 sb_worker_ready(struct scoreboard *);
+/* Raises max active processes to ACTIVE if it is higher. */
+void	 sb_max_active(struct sb_pool *, int32_t active);
 
 /* status.c */
 enum status_format {
@@ -348,6 +459,7 @@ struct status {
 	double			 now;
 	double			 start_time;
 	uint64_t		 accepted_conn;
+	uint64_t		 connections;
 	uint64_t		 max_children_reached;
 	uint64_t		 slow_requests;
 	uint64_t		 max_active;
@@ -442,6 +554,7 @@ struct pm_plan {
 	int		 retire;	/* idle workers to retire, longest idle first */
 	bool		 retire_expired_only;
 	bool		 reached_max;	/* a new max_children episode began */
+	bool		 by_process_max;	/* ... and process.max is why */
 	int64_t		 next_ms;	/* look again in at most this long */
 	const char	*reason;
 };
@@ -486,6 +599,9 @@ struct child {
 	size_t			 slot;
 	int64_t			 started_ms;
 	unsigned int		 flags;
+	struct wlog		*wlog;		/* its output and log channel */
+	double			 slow_logged;	/* req_started of the request
+						 * already in the slowlog */
 };
 TAILQ_HEAD(child_list, child);
 
@@ -498,7 +614,9 @@ enum ev_kind {
 	EV_STATUS_LISTEN,	/* pm.status_listen: accept */
 	EV_STATUS_CONN,		/* a connection to pm.status_listen */
 	EV_CTL_LISTEN,		/* control.listen: accept */
-	EV_CTL_CONN		/* a connection to control.listen (fpmctl) */
+	EV_CTL_CONN,		/* a connection to control.listen (fpmctl) */
+	EV_WORKER_OUTPUT,	/* a worker's stdout or stderr (wlog.c) */
+	EV_WORKER_LOG		/* a worker's log channel (wlog.c) */
 };
 
 struct ev_source {
@@ -534,6 +652,10 @@ struct pool {
 	struct pm_state		 pm;
 	int			 death_streak;	/* young deaths in a row */
 	int64_t			 spawn_after_ms;	/* backoff */
+	int			 access_fd;	/* access.log, or -1 (plog.c) */
+	int			 slow_fd;	/* slowlog, or -1 */
+	uint32_t		 log_gen;	/* of the files above */
+	bool			 logs_open;	/* plog_open() done */
 };
 TAILQ_HEAD(pool_list, pool);
 
@@ -590,6 +712,107 @@ int	 worker_run(struct worker_ctx *);
 extern const struct fpmd_host handler_host;
 /* Set from the worker's SIGQUIT handler. */
 extern volatile sig_atomic_t worker_quit;
+
+/* access.c */
+/*
+ * access.format: PHP-FPM's % codes, checked when the configuration is
+ * read and rendered into one line per request.  Pure: no I/O.
+ */
+/* The head of the response a handler wrote, for %s and %{Header}o. */
+#define ACCESS_HEAD_MAX	8192
+struct access_head {
+	char	 buf[ACCESS_HEAD_MAX];
+	size_t	 len;
+	bool	 done;		/* the blank line came, or the buffer filled */
+};
+void	 access_head_reset(struct access_head *);
+void	 access_head_feed(struct access_head *, const void *, size_t);
+/* Header NAME's value (NAME is case-insensitive) and its length, or NULL. */
+const char *access_head_get(const struct access_head *, const char *name,
+	    size_t *len);
+/* The status: from Status:, 302 for a bare Location:, else 200. */
+int	 access_head_status(const struct access_head *);
+/* What one access line can show. */
+struct access_req {
+	const char	*pool;
+	pid_t		 pid;
+	pid_t		 master_pid;
+	/* The request's FastCGI param NAME, or NULL. */
+	const char	*(*param)(void *ctx, const char *name);
+	void		*ctx;
+	const struct access_head *head;
+	const char	*peer;		/* %R: the web server's address, or "-" */
+	double		 start;		/* realtime: the request began */
+	double		 end;		/* realtime: it ended */
+	double		 cpu_user;	/* CPU seconds the request used */
+	double		 cpu_system;
+	uint64_t	 memory;	/* peak RSS, bytes */
+};
+/* NULL when FMT is a valid access.format, else what is wrong (in ERR). */
+const char *access_format_check(const char *fmt, char *err, size_t errlen);
+/* Appends REQ's line, newline included, to OUT.  FMT passed the check. */
+void	 access_format(const char *fmt, const struct access_req *,
+	    struct buf *out);
+
+/* wlog.c */
+/*
+ * What workers write, carried to the master: stdout and stderr through a
+ * pipe each (catch_workers_output), and the worker's own log lines through
+ * a SOCK_SEQPACKET socketpair, one line a message; the same channel
+ * hands a worker its pool's log files after a reopen.  The master writes
+ * whole lines, so lines of two workers never interleave.
+ */
+struct wlog;
+/* The master's epoll fd, for the fds of the workers to come. */
+void	 wlog_init(int ep);
+/* Before fork: a worker's pipes and channel.  NULL on failure (errno). */
+struct wlog *wlog_new(struct pool *);
+/* In the child: stdin from /dev/null, stdout and stderr onto the pipes
+ * (or /dev/null), and its log lines through the channel. */
+void	 wlog_child(struct wlog *);
+/* In the master after fork: drops the child's ends and watches ours. */
+void	 wlog_parent(struct wlog *, pid_t);
+/* Once the child is gone: logs what it left unread and frees. */
+void	 wlog_free(struct wlog *);
+void	 wlog_on_event(struct ev_source *, uint32_t events);
+/* In a worker: sends one log line to the master. */
+void	 wlog_send(int channel, int level, const char *msg, size_t len);
+/*
+ * In a worker: asks the master for the pool's current access and slow
+ * log and puts them on FDS[0] and FDS[1] (-1: the pool has none), the fd
+ * numbers they were inherited on.  0, or -1 when the master did not
+ * answer (the old files stay).
+ */
+int	 wlog_fetch(int channel, const int fds[2]);
+
+/* plog.c */
+/*
+ * A pool's log files: access.log and slowlog, opened by the master before
+ * any worker forks, and the pool's own error_log; reopened on SIGUSR1
+ * without restarting workers.
+ */
+int	 plog_open(struct pool *, char *err, size_t errlen);
+void	 plog_close(struct pool *);
+/* Reopens the pool's files; its workers take them at their next request. */
+int	 plog_reopen(struct pool *);
+/* In a worker, around each request (one at a time). */
+void	 plog_request_begin(struct pool *);
+void	 plog_response(const void *, size_t);	/* what went to STDOUT */
+void	 plog_request_end(struct pool *, struct fpmd_request *);
+
+/* slowlog.c */
+/* What the master sends a worker whose request is slow. */
+#define SLOWLOG_SIGNAL	SIGPROF
+/*
+ * In the master's tick: signals each worker whose request has run past
+ * request_slowlog_timeout, once per request, and counts it.  Returns how
+ * soon (ms) the next one may be due.
+ */
+int64_t	 slowlog_check(struct pool *);
+/* In a worker before the privilege drop: arms the signal handler. */
+void	 slowlog_worker_init(struct pool *, struct sb_slot *);
+/* In a worker at each request: refreshes what the handler needs. */
+void	 slowlog_request_begin(void);
 
 /* master.c */
 struct options {

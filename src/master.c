@@ -51,6 +51,7 @@ static struct {
 	bool			 pid_written;
 	int			 ready_fd;	/* -D: tell the launcher */
 	bool			 start_failed;
+	bool			 reloading;	/* READY=1 owed to systemd */
 	int64_t			*crashes;	/* emergency_restart_threshold ring */
 	size_t			 ncrashes;
 	struct ev_source	 ev_signal;
@@ -234,12 +235,19 @@ conf_str_same(const char *a, const char *b)
 int
 master_reopen(void)
 {
+	struct pool	*p;
+	int		 rc = 0;
+
 	if (log_reopen() == -1) {
 		log_warn("cannot reopen the error log");
-		return -1;
+		rc = -1;
 	}
-	log_notice("error log reopened");
-	return 0;
+	TAILQ_FOREACH(p, &m.pools, entry)
+		if (plog_reopen(p) == -1)
+			rc = -1;
+	if (rc == 0)
+		log_notice("logs reopened");
+	return rc;
 }
 
 void
@@ -316,6 +324,8 @@ master_reload(const char *only, struct buf *reply)
 	char			*errtext = NULL, err[512], *line, *save;
 	size_t			 errlen = 0, i;
 	FILE			*errs;
+	static struct sock_addr held[256];
+	size_t			 nheld;
 	int			 nnew = 0, nsame = 0, ngone = 0;
 
 	if (m.state != MASTER_RUNNING) {
@@ -327,8 +337,19 @@ master_reload(const char *only, struct buf *reply)
 	    "configuration", only != NULL ? only : "");
 	if ((errs = open_memstream(&errtext, &errlen)) == NULL)
 		fatal("open_memstream");
+	nheld = 0;
+	TAILQ_FOREACH(p, &m.pools, entry) {
+		if (nheld + 2 > sizeof(held) / sizeof(held[0]))
+			break;
+		if (p->listen_fd != -1)
+			held[nheld++] = p->conf->addr;
+		if (p->status_fd != -1)
+			held[nheld++] = p->conf->status_addr;
+	}
+	conf_set_held(held, nheld);
 	nc = conf_load(m.opts->config, m.opts->prefix, m.opts->allow_root,
 	    errs);
+	conf_set_held(NULL, 0);
 	fclose(errs);
 	if (nc == NULL) {
 		for (line = strtok_r(errtext, "\n", &save); line != NULL;
@@ -432,6 +453,8 @@ master_reload(const char *only, struct buf *reply)
 		m.conf = nc;
 		nc->refs++;
 		log_set_level(nc->log_level);
+		log_set_limit((size_t)nc->log_limit);
+		(void)log_set_syslog(nc->syslog_facility, nc->syslog_ident);
 		if (!conf_str_same(oc->error_log, nc->error_log) &&
 		    log_open(nc->error_log) == -1)
 			log_warn("cannot open the error log %s", nc->error_log);
@@ -451,7 +474,8 @@ master_reload(const char *only, struct buf *reply)
 	    nnew, nsame, ngone);
 	buf_printf(reply, "ok: %d new or replaced, %d unchanged, %d removed",
 	    nnew, nsame, ngone);
-	sdn_send("READY=1");
+	/* READY=1 once the new generations' workers accept: the loop. */
+	m.reloading = true;
 	return 0;
 refuse:
 	if (--nc->refs == 0)
@@ -550,17 +574,19 @@ master_terminate_stuck(struct pool *p)
 		ran = now - s.req_started;
 		if (ran * 1000 < (double)pc->request_terminate_timeout_ms)
 			continue;
-		log_warnx("[pool %s] child %ld, script '%s' (request: \"%s %s%s%s"
-		    "\") execution timed out (%.3f sec), terminating", pc->name,
-		    (long)c->pid, s.script, s.method, s.uri,
-		    s.query[0] != '\0' ? "?" : "", s.query, ran);
+		/* The URI is REQUEST_URI: its query string is in it. */
+		log_warnx("[pool %s] child %ld, script '%s' (request: \"%s %s\") "
+		    "execution timed out (%.3f sec), terminating", pc->name,
+		    (long)c->pid, s.script, s.method, s.uri, ran);
 		if (kill(c->pid, SIGKILL) == -1)
 			log_warn("[pool %s] kill(%ld)", pc->name, (long)c->pid);
 		c->flags |= CHILD_KILL_SENT | CHILD_TIMED_OUT;
 		p->sb->pool->kills_timeout++;
 	}
-	return pc->request_terminate_timeout_ms < PM_TICK_MS ?
-	    pc->request_terminate_timeout_ms : PM_TICK_MS;
+	/* As PHP-FPM: look every third of the timeout (not under 100 ms). */
+	return pc->request_terminate_timeout_ms / 3 < PM_TICK_MS ?
+	    (pc->request_terminate_timeout_ms / 3 > 100 ?
+	    pc->request_terminate_timeout_ms / 3 : 100) : PM_TICK_MS;
 }
 
 /* Arms (or re-arms) the one-shot watch of an ondemand pool's socket. */
@@ -657,6 +683,9 @@ master_scale(int64_t now)
 		n = master_terminate_stuck(p);
 		if (n < next)
 			next = n;
+		n = slowlog_check(p);
+		if (n < next)
+			next = n;
 		if (p->conf->pm != PM_ONDEMAND)
 			continue;
 		/* No worker can take a connection: watch for one. */
@@ -667,7 +696,10 @@ master_scale(int64_t now)
 			    (s.state == SB_IDLE || s.state == SB_STARTING))
 				idle++;
 		}
-		if (idle == 0)
+		/* Only when a fork can follow, or the watch just spins. */
+		if (idle == 0 && now >= p->spawn_after_ms &&
+		    p->nchildren < p->conf->max_children &&
+		    (m.conf->process_max == 0 || total < m.conf->process_max))
 			master_watch_listen(p);
 	}
 	return next;
@@ -756,6 +788,7 @@ master_setup(void)
 		log_error("cannot set up the event loop");
 		return -1;
 	}
+	wlog_init(m.ep);
 	ev.data.ptr = &m.ev_signal;
 	if (epoll_ctl(m.ep, EPOLL_CTL_ADD, m.sfd, &ev) == -1) {
 		log_error("epoll_ctl");
@@ -851,6 +884,10 @@ master_on_event(struct ev_source *src, uint32_t events)
 	case EV_CTL_CONN:
 		ctl_on_event(src->ptr, m.ep, events);
 		break;
+	case EV_WORKER_OUTPUT:
+	case EV_WORKER_LOG:
+		wlog_on_event(src, events);
+		break;
 	}
 }
 
@@ -876,7 +913,7 @@ master_main(struct fpmd_conf *conf, const struct options *opts, int ready_fd)
 		now = now_ms();
 		master_deadline(now);
 		next = PM_TICK_MS;
-		if (m.start_failed && !m.ready) {
+		if (m.start_failed && !m.ready && m.state == MASTER_RUNNING) {
 			log_errorx("workers fail at start: giving up (see "
 			    "above why)");
 			rc = 1;
@@ -889,6 +926,10 @@ master_main(struct fpmd_conf *conf, const struct options *opts, int ready_fd)
 				next = beat;
 			if (!m.ready && master_pools_ready())
 				master_ready();
+			else if (m.reloading && master_pools_ready()) {
+				m.reloading = false;
+				sdn_send("READY=1");
+			}
 			else if (!m.ready && next > PM_FAST_TICK_MS)
 				next = PM_FAST_TICK_MS;
 		} else if (!master_children_left())

@@ -5,10 +5,14 @@
  */
 #include "config.h"
 
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include <arpa/inet.h>
 #include <check.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "fpmd.h"
@@ -93,8 +97,18 @@ static const struct {
 	    "  listen = 9001\n  pm.status_listen = 9000\n}\n",
 	    "f.conf:8: pm.status_listen: pool www and pool two both listen on "
 	    "0.0.0.0:9000" },
-	{ "log_limit = 4096\n" POOL_HEAD "  listen = 9000\n}\n",
-	    "f.conf:1: log_limit: not supported yet" },
+	{ "log_limit = 100\n" POOL_HEAD "  listen = 9000\n}\n",
+	    "f.conf:1: log_limit: expected an integer from 512 to 1048576" },
+	{ "syslog.facility = kitchen\n" POOL_HEAD "  listen = 9000\n}\n",
+	    "f.conf:1: syslog.facility: expected a facility" },
+	{ "error_log = stdout\n" POOL_HEAD "  listen = 9000\n}\n",
+	    "f.conf:1: error_log: stdout is not a target for it" },
+	{ POOL_HEAD "  listen = 9000\n  access.log = syslog\n}\n",
+	    "f.conf:4: access.log: syslog is not a target for it" },
+	{ POOL_HEAD "  listen = 9000\n  access.format = \"%m %x\"\n}\n",
+	    "f.conf:4: access.format: unknown code %x" },
+	{ POOL_HEAD "  listen = 9000\n  request_slowlog_timeout = 5s\n}\n",
+	    "f.conf:4: request_slowlog_timeout needs slowlog" },
 	{ POOL_HEAD "  listen = 9000\n  fastcgi.read_timeout = 10x\n}\n",
 	    "f.conf:4: fastcgi.read_timeout: expected a duration" },
 	{ POOL_HEAD "  listen = 9000\n  fastcgi.max_params_size = 2G\n}\n",
@@ -132,6 +146,62 @@ static const struct {
 	    "f.conf:8: pm.max_children" },
 	{ "include(\"missing.conf\")\n" POOL_HEAD "  listen = 9000\n}\n",
 	    "missing.conf: no such file" },
+	/* What the start needs: a chroot, a socket's directory. */
+	{ POOL_HEAD "  listen = 9000\n  chroot = \"/nonexistent-fpmd\"\n}\n",
+	    "f.conf:4: chroot: /nonexistent-fpmd: no such directory" },
+	{ POOL_HEAD "  listen = 9000\n  chroot = \"/etc/passwd\"\n}\n",
+	    "f.conf:4: chroot: /etc/passwd is not a directory" },
+	{ POOL_HEAD "  listen = 9000\n  chroot = jail\n}\n",
+	    "f.conf:4: chroot: \"jail\" must be an absolute path" },
+	{ POOL_HEAD "  listen = \"/nonexistent-fpmd/www.sock\"\n}\n",
+	    "f.conf:3: listen: the socket's directory /nonexistent-fpmd: no "
+	    "such directory" },
+	{ POOL_HEAD "  listen = \"/etc/passwd/www.sock\"\n}\n",
+	    "f.conf:3: listen: the socket's directory /etc/passwd is not a "
+	    "directory" },
+	{ POOL_HEAD "  listen = \"/tmp/x.sock\"\n"
+	    "  listen.owner = nobody-x\n}\n",
+	    "f.conf:4: listen.owner: no such user \"nobody-x\"" },
+	{ POOL_HEAD "  listen = \"/tmp/x.sock\"\n"
+	    "  listen.group = nogroup-x\n}\n",
+	    "f.conf:4: listen.group: no such group \"nogroup-x\"" },
+	{ POOL_HEAD "  listen = 9000\n}\npool two {\n  user = nobody\n"
+	    "  listen = \"127.0.0.1:9000\"\n}\n",
+	    "f.conf:7: listen: pool www on 0.0.0.0:9000 and pool two on "
+	    "127.0.0.1:9000 share a port" },
+	/* listen.allowed_clients: fail closed, loudly. */
+	{ POOL_HEAD "  listen = 9000\n"
+	    "  listen.allowed_clients = {127.0.0.1, bogus}\n}\n",
+	    "f.conf:4: listen.allowed_clients: \"bogus\" is not an IPv4 or "
+	    "IPv6 address" },
+	{ POOL_HEAD "  listen = 9000\n"
+	    "  listen.allowed_clients = {bogus, \"10.1.2.3/8\"}\n}\n",
+	    "f.conf:4: listen.allowed_clients: \"10.1.2.3/8\" has bits set "
+	    "past its /8 prefix" },
+	{ POOL_HEAD "  listen = 9000\n"
+	    "  listen.allowed_clients = \"::1/129\"\n}\n",
+	    "f.conf:4: listen.allowed_clients: \"::1/129\": the prefix length "
+	    "must be from 0 to 128" },
+	{ POOL_HEAD "  listen = 9000\n  listen.allowed_clients = {}\n}\n",
+	    "listen.allowed_clients is empty: it would refuse every client" },
+	{ POOL_HEAD "  listen = \"/tmp/x.sock\"\n"
+	    "  listen.allowed_clients = {127.0.0.1}\n}\n",
+	    "f.conf:4: listen.allowed_clients applies to TCP only" },
+	/* listen.acl_users and listen.acl_groups. */
+	{ POOL_HEAD "  listen = 9000\n  listen.acl_users = {nobody}\n}\n",
+	    "f.conf:4: listen.acl_users and listen.acl_groups apply to Unix "
+	    "sockets only" },
+	{ POOL_HEAD "  listen = \"/tmp/x.sock\"\n"
+	    "  listen.acl_users = {nobody, nobody-x}\n}\n",
+	    "f.conf:4: listen.acl_users: no such user \"nobody-x\"" },
+	{ POOL_HEAD "  listen = \"/tmp/x.sock\"\n"
+	    "  listen.acl_users = {nobody, nobody}\n}\n",
+	    "f.conf:4: listen.acl_users: \"nobody\" is listed twice" },
+	{ POOL_HEAD "  listen = \"/tmp/x.sock\"\n"
+	    "  listen.acl_groups = {nogroup-x}\n}\n",
+	    "f.conf:4: listen.acl_groups: no such group \"nogroup-x\"" },
+	{ POOL_HEAD "  listen = 9000\n  process.no_new_privs = maybe\n}\n",
+	    "f.conf:4: process.no_new_privs: expected yes or no" },
 };
 
 START_TEST(test_bad)
@@ -218,6 +288,122 @@ static const struct {
 	{ "/tmp/fpmd-x.sock", AF_UNIX, "/tmp/fpmd-x.sock" },
 };
 
+/* A TCP port nothing listens on right now. */
+static unsigned int
+free_port(void)
+{
+	struct sockaddr_in	 sin;
+	socklen_t		 len = sizeof(sin);
+	int			 fd;
+
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	fd = socket(AF_INET, SOCK_STREAM, 0);
+	ck_assert_int_ne(fd, -1);
+	ck_assert_int_eq(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
+	close(fd);
+	return ntohs(sin.sin_port);
+}
+
+START_TEST(test_isolation_good)
+{
+	struct fpmd_conf	*c;
+	struct pool_conf	*pc;
+	char			*errs = NULL, text[1024];
+
+	snprintf(text, sizeof(text), POOL_HEAD "  listen = \"www.sock\"\n"
+	    "  chroot = \"/\"\n  listen.acl_users = {nobody}\n"
+	    "  listen.acl_groups = {nogroup, \"root\"}\n}\n"
+	    "pool tcp {\n  user = nobody\n  listen = \"127.0.0.1:%u\"\n"
+	    "  listen.allowed_clients = {127.0.0.1, \"10.0.0.0/8\", \"::1\"}\n"
+	    "  process.no_new_privs = no\n}\n", free_port());
+	write_file("f.conf", text);
+	c = load("f.conf", &errs);
+	ck_assert_msg(c != NULL, "%s", errs);
+	pc = &c->pools[0];
+	ck_assert(pc->no_new_privs);
+	ck_assert(!pc->dumpable);
+	ck_assert_int_eq(pc->nallowed_clients, 0);
+	ck_assert_int_eq(pc->nacl_users, 1);
+	ck_assert_str_eq(pc->acl_users[0], "nobody");
+	ck_assert_int_eq(pc->acl_uids[0], 65534);
+	ck_assert_int_eq(pc->nacl_groups, 2);
+	ck_assert_int_eq(pc->acl_gids[1], 0);
+	pc = &c->pools[1];
+	ck_assert(!pc->no_new_privs);
+	ck_assert_int_eq(pc->nallowed_clients, 3);
+	ck_assert_str_eq(pc->allowed_clients[1], "10.0.0.0/8");
+	ck_assert_int_eq(pc->allowed[1].family, AF_INET);
+	ck_assert_uint_eq(pc->allowed[1].bits, 8);
+	ck_assert_int_eq(pc->allowed[2].family, AF_INET6);
+	conf_free(c);
+	free(errs);
+}
+END_TEST
+
+/* Forks a child listening on 127.0.0.1; its pid, and the port in PORT. */
+static pid_t
+hold_port(unsigned int *port)
+{
+	struct sockaddr_in	 sin;
+	socklen_t		 len = sizeof(sin);
+	int			 fd, p[2];
+	pid_t			 pid;
+
+	ck_assert_int_eq(pipe(p), 0);
+	if ((pid = fork()) == 0) {
+		memset(&sin, 0, sizeof(sin));
+		sin.sin_family = AF_INET;
+		sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		fd = socket(AF_INET, SOCK_STREAM, 0);
+		if (fd == -1 || bind(fd, (struct sockaddr *)&sin,
+		    sizeof(sin)) == -1 || listen(fd, 1) == -1 ||
+		    getsockname(fd, (struct sockaddr *)&sin, &len) == -1)
+			_exit(1);
+		*port = ntohs(sin.sin_port);
+		if (write(p[1], port, sizeof(*port)) != sizeof(*port))
+			_exit(1);
+		pause();
+		_exit(0);
+	}
+	ck_assert_int_gt(pid, 0);
+	close(p[1]);
+	ck_assert_int_eq(read(p[0], port, sizeof(*port)), sizeof(*port));
+	close(p[0]);
+	return pid;
+}
+
+START_TEST(test_port_in_use)
+{
+	struct fpmd_conf	*c;
+	char			*errs = NULL, text[512], want[256];
+	unsigned int		 port;
+	pid_t			 pid = hold_port(&port);
+
+	/* Another program listens there: an error at the listen line. */
+	snprintf(text, sizeof(text), "pid = \"f.pid\"\n" POOL_HEAD
+	    "  listen = \"127.0.0.1:%u\"\n}\n", port);
+	write_file("f.conf", text);
+	write_file("f.pid", "");
+	c = load("f.conf", &errs);
+	snprintf(want, sizeof(want), "f.conf:4: listen: 127.0.0.1:%u is "
+	    "already in use by another program", port);
+	ck_assert_msg(c == NULL && strstr(errs, want) != NULL, "%s", errs);
+	free(errs);
+	/* Unless it is the running master the pid file names (-t). */
+	snprintf(text, sizeof(text), "%ld\n", (long)pid);
+	write_file("f.pid", text);
+	c = load("f.conf", &errs);
+	ck_assert_msg(c != NULL, "%s", errs);
+	conf_free(c);
+	free(errs);
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+}
+END_TEST
+
 START_TEST(test_listen_forms)
 {
 	struct fpmd_conf	*c;
@@ -279,6 +465,8 @@ conf_suite(void)
 	tcase_add_loop_test(tc, test_listen_forms, 0,
 	    sizeof(listen_cases) / sizeof(listen_cases[0]));
 	tcase_add_test(tc, test_include);
+	tcase_add_test(tc, test_isolation_good);
+	tcase_add_test(tc, test_port_in_use);
 	suite_add_tcase(s, tc);
 	return s;
 }
