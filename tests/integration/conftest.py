@@ -19,6 +19,7 @@ import re
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import tempfile
 import termios
@@ -44,14 +45,15 @@ CMD_TIMEOUT = 30.0
 
 # ------------------------------------------------------------------ waiting
 
-def wait_for(cond, timeout=10.0, message=None):
+def wait_for(cond, timeout=10.0, message=None, max_interval=0.1):
     """Poll cond() until it returns a true value and return that value.
 
     Raises AssertionError naming MESSAGE (or cond) once TIMEOUT seconds
-    have passed.  The poll interval grows from 5 ms to 100 ms.
+    have passed.  The poll interval grows from 5 ms to MAX_INTERVAL
+    (100 ms; smaller when the test measures how long something takes).
     """
     deadline = time.monotonic() + timeout
-    interval = 0.005
+    interval = min(0.005, max_interval)
     while True:
         value = cond()
         if value:
@@ -61,7 +63,7 @@ def wait_for(cond, timeout=10.0, message=None):
             raise AssertionError(f"timed out after {timeout}s waiting for "
                                  f"{what}")
         time.sleep(interval)
-        interval = min(interval * 2, 0.1)
+        interval = min(interval * 2, max_interval)
 
 
 # ------------------------------------------------------------ ports, paths
@@ -269,6 +271,22 @@ def same_process_alive(pid, starttime):
     return st is not None and st[2] == starttime and st[0] != "Z"
 
 
+def proc_status_kb(pid):
+    """The memory lines of /proc/PID/status in kB, e.g. {"VmRSS": 2048,
+    "VmPeak": 9000, "VmHWM": 2100}; {} once the process is gone."""
+    out = {}
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                name, _, rest = line.partition(":")
+                rest = rest.split()
+                if len(rest) == 2 and rest[1] == "kB":
+                    out[name] = int(rest[0])
+    except (FileNotFoundError, ProcessLookupError):
+        return {}
+    return out
+
+
 def tcp_rx_queue(local_port, remote_port):
     """Receive-queue bytes of the TCP socket local_port <-> remote_port
     (from /proc/net/tcp{,6}), or None when there is no such socket."""
@@ -295,6 +313,54 @@ def server_has_read_all(conn, server_port):
     if int.from_bytes(outq, "little") != 0:
         return False
     return tcp_rx_queue(server_port, conn.local_address[1]) == 0
+
+
+SIOCOUTQNSD = 0x894B     # linux/sockios.h: bytes not yet sent
+
+
+def tcp_unread(sock):
+    """Bytes that the peer process of the TCP socket SOCK (a loopback
+    connection) has received but not read yet, asked of the kernel with
+    one sock_diag lookup of the peer's socket (no scan of /proc/net/tcp,
+    which holds every TIME_WAIT socket of the run); None when the kernel
+    does not know that socket."""
+    family = sock.family
+    local, peer = sock.getsockname(), sock.getpeername()
+
+    def addr(a):
+        return socket.inet_pton(family, a[0]).ljust(16, b"\0")
+    # inet_diag_req_v2 for the peer's socket: its source is our peer.
+    req = (struct.pack("=BBBBI", family, socket.IPPROTO_TCP, 0, 0,
+                       0xFFFFFFFF)
+           + struct.pack("!HH", peer[1], local[1]) + addr(peer) + addr(local)
+           + struct.pack("=III", 0, 0xFFFFFFFF, 0xFFFFFFFF))
+    msg = struct.pack("=IHHII", 16 + len(req), 20, 1, 1, 0) + req
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 4) as nl:
+        nl.settimeout(5.0)
+        nl.sendto(msg, (0, 0))
+        data = nl.recv(65536)
+    _, mtype = struct.unpack_from("=IH", data)
+    if mtype != 20:             # NLMSG_ERROR: no such socket
+        return None
+    # inet_diag_msg: 4 bytes, the 48-byte sockid, expires, then rqueue.
+    return struct.unpack_from("=I", data, 16 + 4 + 48 + 4)[0]
+
+
+def peer_has_read_all(conn):
+    """True when the server process has read every byte sent so far on the
+    fcgi_client.Connection CONN, TCP or Unix.  Unix: our send queue holds
+    exactly the bytes the peer has not read.  TCP (loopback): nothing is
+    left unsent and the server socket's receive queue is empty; unlike
+    server_has_read_all it does not wait for ACKs, which the server's
+    kernel may delay by 40 ms, and it asks sock_diag rather than scanning
+    /proc/net/tcp."""
+    if conn.sock.family == socket.AF_UNIX:
+        outq = fcntl.ioctl(conn.sock, termios.TIOCOUTQ, b"\0\0\0\0")
+        return int.from_bytes(outq, "little") == 0
+    unsent = fcntl.ioctl(conn.sock, SIOCOUTQNSD, b"\0\0\0\0")
+    if int.from_bytes(unsent, "little") != 0:
+        return False
+    return tcp_unread(conn.sock) == 0
 
 
 # --------------------------------------------------------------- processes
@@ -494,10 +560,11 @@ class FpmdProcess(ManagedProcess):
         returns their pids."""
         def check():
             pids = self.worker_pids()
-            return (pids if len(pids) == count
+            # A tuple, so that zero workers ([]) is a true value too.
+            return ((pids,) if len(pids) == count
                     and not set(pids) & set(without) else None)
         return wait_for(check, timeout,
-                        f"{count} workers (none of {list(without)})")
+                        f"{count} workers (none of {list(without)})")[0]
 
     def log_mark(self):
         """A position in the log; pass it to wait_log to skip older text."""
@@ -515,18 +582,20 @@ class Nginx(ManagedProcess):
     """A private nginx (daemon off, everything in its own directory)
     listening on 127.0.0.1:port and passing every request to UPSTREAM, an
     Endpoint.  keepalive=True adds `fastcgi_keep_conn on` and an upstream
-    block with `keepalive 8`."""
+    block with `keepalive 8`; location_extra is more directives for the
+    location (e.g. "fastcgi_request_buffering off;")."""
 
     name = "nginx"
 
     def __init__(self, workdir, upstream, *, keepalive=False, port=None,
-                 binary=NGINX_BIN):
+                 binary=NGINX_BIN, location_extra=""):
         base = Path(workdir) / "nginx"
         base.mkdir(parents=True, exist_ok=True)
         super().__init__(base)
         self.binary = binary
         self.upstream = upstream
         self.keepalive = keepalive
+        self.location_extra = location_extra
         self.port = port or free_port()
         self.error_log = base / "error.log"
         self.conf_path = base / "nginx.conf"
@@ -571,6 +640,9 @@ class Nginx(ManagedProcess):
             f"            include {FASTCGI_PARAMS};\n"
             f"{pass_to}"
             "            fastcgi_read_timeout 30s;\n"
+            + "".join(f"            {line.strip()}\n"
+                      for line in self.location_extra.splitlines()
+                      if line.strip()) +
             "        }\n"
             "    }\n"
             "}\n")
@@ -716,6 +788,21 @@ def fpmd_bin():
     return str(path)
 
 
+@pytest.fixture(scope="session")
+def slow_handler():
+    """Absolute path of the test handler plugin (tests/handlers/slow.c:
+    QUERY_STRING ms=N sleeps, crash=1 dies of SIGSEGV, exit=1 exits 3; the
+    body says "pid N"), for `handler = PATH`.  It is a check_LTLIBRARY,
+    built by `make check` in the build directory ($FPMD_BUILDDIR, default
+    the repository); tests that need it are skipped without it."""
+    builddir = Path(os.environ.get("FPMD_BUILDDIR", REPO))
+    path = builddir / "tests" / "handlers" / ".libs" / "slow.so"
+    if not path.is_file():
+        pytest.skip(f"test handler plugin {path} not built: run `make "
+                    f"check` in {builddir} (or set FPMD_BUILDDIR)")
+    return str(path.resolve())
+
+
 def run_fpmd(binary, *args, cwd=None, timeout=CMD_TIMEOUT):
     """Run the binary to completion (for -t, -T, -h, -v ...); returns the
     CompletedProcess with text stdout and stderr."""
@@ -775,15 +862,15 @@ def fpmd(fpmd_bin, tmp_path):
 
 @pytest.fixture
 def nginx(tmp_path):
-    """Factory: nginx(upstream_endpoint, keepalive=False) -> started Nginx;
-    stopped by pid at teardown."""
+    """Factory: nginx(upstream_endpoint, keepalive=False, location_extra="")
+    -> started Nginx; stopped by pid at teardown."""
     if not os.access(NGINX_BIN, os.X_OK):
         pytest.skip(f"{NGINX_BIN} not installed")
     started = []
 
-    def make(upstream, *, keepalive=False):
+    def make(upstream, *, keepalive=False, **kw):
         n = Nginx(tmp_path / f"n{len(started)}", upstream,
-                  keepalive=keepalive)
+                  keepalive=keepalive, **kw)
         started.append(n)
         return n.start()
 
