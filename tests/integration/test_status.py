@@ -310,7 +310,15 @@ def test_full_text_page_lists_every_worker(www):
     echo_request(ep.client, params_for("/x", "a=1", extra=(
         ("SCRIPT_FILENAME", "/srv/x"), ("CONTENT_LENGTH", "5"),
         ("REMOTE_USER", "alice"))), stdin=b"hello")
-    pool, procs = parse_text(get(("127.0.0.1", port), "full").body)
+    # The echo worker is Idle again just after its client has the answer:
+    # wait for it rather than race it.
+    seen = {}
+
+    def every_worker_idle():
+        seen["page"] = parse_text(get(("127.0.0.1", port), "full").body)
+        return all(p["state"] == "Idle" for p in seen["page"][1])
+    wait_for(every_worker_idle, 5, "every worker Idle after its request")
+    pool, procs = seen["page"]
     assert sorted(p["pid"] for p in procs) == proc.worker_pids()
     for p in procs:
         assert list(p) == PROC_FIELDS
@@ -547,8 +555,12 @@ def test_active_and_idle_under_known_load(fpmd, endpoint, slow_handler):
         assert sorted(p["request uri"] for p in procs
                       if p["state"] == "Running") == \
             ["/slow?ms=1500", "/slow?ms=1500", "/status?json&full"]
-        text, _ = parse_text(get(("127.0.0.1", port)).body)
-        assert (text["active processes"], text["idle processes"]) == (2, 2)
+        # The worker that served the JSON page goes back to Idle just
+        # after its client has the page: wait for it, don't race it.
+        wait_for(lambda: (lambda t: (t["active processes"],
+                                     t["idle processes"]) == (2, 2))(
+            parse_text(get(("127.0.0.1", port)).body)[0]), 5,
+            "the text page showing 2 active, 2 idle")
         om = openmetrics(get(("127.0.0.1", port), "openmetrics").body)
         assert om_value(om, "fpmd_active_processes", pool="www") == 2
         assert om_value(om, "fpmd_processes", pool="www",
