@@ -39,10 +39,11 @@ struct ctl_conn {
 
 static struct {
 	int			 fd;
+	int			 ep;
 	struct sock_addr	 addr;
 	struct ev_source	 ev;
 	TAILQ_HEAD(, ctl_conn)	 conns;
-} ctl = { .fd = -1, .conns = TAILQ_HEAD_INITIALIZER(ctl.conns) };
+} ctl = { .fd = -1, .ep = -1, .conns = TAILQ_HEAD_INITIALIZER(ctl.conns) };
 
 int
 ctl_open(const char *path, int ep, char *err, size_t errlen)
@@ -94,6 +95,7 @@ ctl_open(const char *path, int ep, char *err, size_t errlen)
 	if (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) == -1)
 		goto syserr;
 	ctl.fd = fd;
+	ctl.ep = ep;
 	return 0;
 syserr:
 	snprintf(err, errlen, "%s: %s", path, strerror(errno));
@@ -104,10 +106,12 @@ syserr:
 	return -1;
 }
 
+/* Out of the loop before close(): see statusd_drop(). */
 static void
 ctl_drop(struct ctl_conn *c)
 {
 	TAILQ_REMOVE(&ctl.conns, c, entry);
+	(void)epoll_ctl(ctl.ep, EPOLL_CTL_DEL, c->fd, NULL);
 	close(c->fd);
 	buf_free(&c->out);
 	free(c);
@@ -262,6 +266,7 @@ ctl_close(void)
 	while ((c = TAILQ_FIRST(&ctl.conns)) != NULL)
 		ctl_drop(c);
 	if (ctl.fd != -1) {
+		(void)epoll_ctl(ctl.ep, EPOLL_CTL_DEL, ctl.fd, NULL);
 		sock_close(ctl.fd, &ctl.addr);
 		ctl.fd = -1;
 	}

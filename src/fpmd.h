@@ -495,6 +495,9 @@ void	 status_ping(const struct pool_conf *, bool head, struct buf *);
 /* Whether SCRIPT_NAME asks for the pool's status page or ping. */
 enum status_page status_match(const struct pool_conf *,
 	    const char *script_name);
+/* As status_match(), with STATUS_PATH for pm.status_path. */
+enum status_page status_match_path(const struct pool_conf *,
+	    const char *status_path, const char *script_name);
 /* status_collect + status_render, or the ping, into OUT. */
 void	 status_respond(const struct scoreboard *, const struct pool_conf *,
 	    int listen_fd, enum status_page, const char *method,
@@ -631,6 +634,7 @@ struct pool {
 	struct pool_conf	*conf;
 	bool			 draining;	/* an old generation, leaving */
 	bool			 drain_quit;	/* its workers were told */
+	bool			 drain_warned;	/* its successor fails at start */
 	struct pool		*successor;	/* the generation replacing it */
 	int64_t			 drain_since_ms;
 	const struct fpmd_handler *handler;
@@ -642,6 +646,7 @@ struct pool {
 	bool			 listen_watched;
 	bool			 listen_inherited;	/* from systemd */
 	int			 status_fd;	/* pm.status_listen, or -1 */
+	int			 status_ep;	/* the epoll it is in, or -1 */
 	struct ev_source	 ev_status;
 	TAILQ_HEAD(, status_conn) status_conns;
 	bool			 conn_waiting;	/* the listen watch fired */

@@ -32,7 +32,7 @@ pool_new(struct fpmd_conf *owner, struct pool_conf *pc,
 	p->conf = pc;
 	p->owner = owner;
 	owner->refs++;
-	p->listen_fd = p->wake_fd = p->status_fd = -1;
+	p->listen_fd = p->wake_fd = p->status_fd = p->status_ep = -1;
 	p->access_fd = p->slow_fd = -1;
 	TAILQ_INIT(&p->children);
 	TAILQ_INIT(&p->status_conns);
@@ -99,6 +99,7 @@ pool_adopt(struct pool *p, struct pool *prev, int ep)
 	    p->conf->status_listen != NULL &&
 	    sock_addr_equal(&prev->conf->status_addr, &p->conf->status_addr)) {
 		p->status_fd = prev->status_fd;
+		p->status_ep = ep;
 		prev->status_fd = -1;
 		p->ev_status.kind = EV_STATUS_LISTEN;
 		p->ev_status.pool = p;

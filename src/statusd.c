@@ -29,6 +29,7 @@ struct status_conn {
 	struct ev_source	 ev;
 	struct pool		*pool;
 	int			 fd;
+	int			 ep;		/* the master's epoll */
 	int64_t			 deadline;
 	struct fcgi_parser	 parser;
 	uint16_t		 id;
@@ -57,6 +58,7 @@ statusd_open(struct pool *p, int ep, char *err, size_t errlen)
 	p->ev_status.kind = EV_STATUS_LISTEN;
 	p->ev_status.pool = p;
 	ev.data.ptr = &p->ev_status;
+	p->status_ep = ep;
 	if (epoll_ctl(ep, EPOLL_CTL_ADD, p->status_fd, &ev) == -1) {
 		snprintf(err, errlen, "epoll_ctl: %s", strerror(errno));
 		return -1;
@@ -64,10 +66,16 @@ statusd_open(struct pool *p, int ep, char *err, size_t errlen)
 	return 0;
 }
 
+/*
+ * Out of the loop before close(): a worker forked a moment ago still holds
+ * a copy of every fd until it closes them, and epoll would go on reporting
+ * the connection, with a pointer to freed memory, while any copy lives.
+ */
 static void
 statusd_drop(struct status_conn *c)
 {
 	TAILQ_REMOVE(&c->pool->status_conns, c, entry);
+	(void)epoll_ctl(c->ep, EPOLL_CTL_DEL, c->fd, NULL);
 	close(c->fd);
 	buf_free(&c->params);
 	buf_free(&c->out);
@@ -109,6 +117,7 @@ statusd_accept(struct pool *p, int ep)
 		}
 		c->pool = p;
 		c->fd = fd;
+		c->ep = ep;
 		c->ev.kind = EV_STATUS_CONN;
 		c->ev.pool = p;
 		c->ev.ptr = c;
@@ -173,11 +182,14 @@ statusd_respond(struct status_conn *c)
 		if (dst != NULL && *dst == NULL)
 			*dst = strndup((const char *)nv.value, nv.value_len);
 	}
-	which = status_match(pc, script);
+	/* Without pm.status_path, the status listener answers on "/". */
+	which = status_match_path(pc, pc->status_path != NULL ?
+	    pc->status_path : "/", script);
 	if (which == STATUS_PAGE_NONE)
 		buf_printf(&page, "Status: 404 Not Found\r\nContent-Type: "
 		    "text/plain\r\n\r\nThis listener serves only %s%s%s.\n",
-		    pc->status_path, pc->ping_path ? " and " : "",
+		    pc->status_path != NULL ? pc->status_path : "/",
+		    pc->ping_path ? " and " : "",
 		    pc->ping_path ? pc->ping_path : "");
 	else
 		status_respond(c->pool->sb, pc, c->pool->listen_fd, which,
@@ -377,6 +389,9 @@ statusd_close(struct pool *p)
 	while ((c = TAILQ_FIRST(&p->status_conns)) != NULL)
 		statusd_drop(c);
 	if (p->status_fd != -1) {
+		if (p->status_ep != -1)
+			(void)epoll_ctl(p->status_ep, EPOLL_CTL_DEL,
+			    p->status_fd, NULL);
 		sock_close(p->status_fd, &p->conf->status_addr);
 		p->status_fd = -1;
 	}
