@@ -428,7 +428,7 @@ cgi_closefrom(int lowfd)
 /*
  * The child between fork and exec: its own process group, default
  * signal dispositions and an empty mask (the worker ignores SIGPIPE and
- * blocks SIGQUIT), the pipes on fds 0-2 and no other fd, the script's
+ * handles SIGQUIT), the pipes on fds 0-2 and no other fd, the script's
  * directory.  FDS are the child's ends: stdin, stdout, stderr and the
  * close-on-exec report pipe, which gets {step, errno} if exec fails.
  */
@@ -521,6 +521,30 @@ cgi_exit_str(int status, char *buf, size_t len)
 }
 
 /*
+ * vfork(2): no copy of the worker's page tables, and no copy-on-write
+ * faults in the worker after it.  The child borrows our memory and stack
+ * until it execs, so no handler of ours may run in it: every signal stays
+ * blocked until cgi_child() has reset them all to SIG_DFL.  Alone in its
+ * function, so that nothing of the caller's lives across the vfork.
+ */
+static pid_t __attribute__((noinline))
+cgi_vfork(struct cgi_run *r, char **env, int child[4], pid_t parent)
+{
+	sigset_t	 all, saved;
+	pid_t		 pid;
+	int		 e;
+
+	sigfillset(&all);
+	(void)sigprocmask(SIG_SETMASK, &all, &saved);
+	if ((pid = vfork()) == 0)
+		cgi_child(r, env, child, parent);
+	e = errno;
+	(void)sigprocmask(SIG_SETMASK, &saved, NULL);
+	errno = e;
+	return pid;
+}
+
+/*
  * Forks and execs the program.  Returns 0, or the HTTP status to answer
  * with (logged) when it could not start.
  */
@@ -550,13 +574,11 @@ cgi_spawn(struct cgi_run *r)
 	child[1] = out[1];
 	child[2] = err[1];
 	child[3] = rep[1];
-	if ((r->pid = fork()) == -1) {
-		host->log(FPMD_LOG_ERROR, "%s: cannot run it: fork: %s",
+	if ((r->pid = cgi_vfork(r, env, child, parent)) == -1) {
+		host->log(FPMD_LOG_ERROR, "%s: cannot run it: vfork: %s",
 		    r->script, strerror(errno));
 		goto fail;
 	}
-	if (r->pid == 0)
-		cgi_child(r, env, child, parent);
 	/* Both sides set the group, so that a killpg() never misses it. */
 	(void)setpgid(r->pid, r->pid);
 	r->started_ms = now_ms();

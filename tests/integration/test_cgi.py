@@ -497,12 +497,14 @@ def test_timeout_kills_the_process_group_and_answers_504(fpmd, endpoint,
     assert resp.status == 504, resp.stdout
     # 1 s of timeout, then up to 1 s of grace before SIGKILL.
     assert 1.0 <= took < 8.0, took
+    # The lines reach the log through the master: wait for them.
+    proc.wait_log(re.escape(str(script)) + r" ran past timeout "
+                  r"\(1000 ms\): killed its process group, answered 504",
+                  since=mark)
+    proc.wait_log(r'"grandchild=\d+"', since=mark)
     text = proc.log_text[mark:]
     pids = [int(re.search(rf'"{what}=(\d+)"', text).group(1))
             for what in ("script", "grandchild")]
-    assert re.search(re.escape(str(script)) + r" ran past timeout "
-                     r"\(1000 ms\): killed its process group, answered 504",
-                     text), text
     wait_for(lambda: not any(alive(p) for p in pids), 5,
              f"script and grandchild {pids} to be gone")
     assert proc.worker_pids() == workers
