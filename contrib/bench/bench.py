@@ -204,17 +204,24 @@ def wait_listening(addr, what, proc=None, logs=(), timeout=15.0):
                        f"{timeout:.0f} s\n{tail(logs)}")
 
 
+def cpu_sample():
+    """The machine's CPU time so far, (total, idle + iowait), in ticks."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return sum(v), v[3] + v[4]
+
+
+def cpu_share(a, b):
+    """Share of the CPU time between samples A and B that was not idle."""
+    return 1.0 - (b[1] - a[1]) / max(1, b[0] - a[0])
+
+
 def cpu_busy(seconds=1.0):
     """Share of the machine's CPU time not idle over a short sample: other
     work on this shared machine skews every figure of the run."""
-    def sample():
-        with open("/proc/stat") as f:
-            v = [int(x) for x in f.readline().split()[1:]]
-        return sum(v), v[3] + v[4]   # total, idle + iowait
-    t0, i0 = sample()
+    a = cpu_sample()
     time.sleep(seconds)
-    t1, i1 = sample()
-    return 1.0 - (i1 - i0) / max(1, t1 - t0)
+    return cpu_share(a, cpu_sample())
 
 
 def pss_kb(pid):
@@ -252,15 +259,17 @@ def build():
 
 
 class Bench:
-    def __init__(self, tmp, load, echo):
+    def __init__(self, tmp, load, echo, targets=None):
         self.tmp = tmp
         self.load = load
         self.echo = echo
+        # The FastCGI servers behind nginx (cgi.sh passes its own).
+        self.targets = list(targets or TARGETS)
         self.procs = Procs()
         self.fcgi = {}       # target -> address string for fcgi-load
         self.nginx_port = {}  # target -> http port
         self.pids = {}       # target -> master pid, or list of pids
-        self.script = {t: SCRIPT for t in TARGETS}
+        self.script = {t: SCRIPT for t in self.targets}
         self.results = []   # one per (target, mode), rounds combined
         self.rounds = []    # one per run
 
@@ -285,15 +294,24 @@ class Bench:
 
     # -- the servers ---------------------------------------------------
 
-    def start_fpmd(self):
-        addr, caddr = self.listen_addr("fpmd")
+    def start_fpmd(self, name="fpmd", handler="echo", options=None,
+                   binary=None):
+        """An fpmd (FPMD_BIN, or BINARY) with one pool of N static workers
+        running HANDLER, with handler.options OPTIONS (a dict), as target
+        NAME."""
+        addr, caddr = self.listen_addr(name)
         user = (f'    user = {RUN_USER}\n    group = {RUN_GROUP}\n'
                 if IS_ROOT else "")
         mode = '    listen.mode = "0666"\n' if TRANSPORT == "unix" else ""
-        conf = os.path.join(self.tmp, "fpmd.conf")
+        opts = "".join(f'        {k} = "{v}"\n'
+                       for k, v in (options or {}).items())
+        if opts:
+            opts = f"    handler.options {{\n{opts}    }}\n"
+        conf = os.path.join(self.tmp, f"{name}.conf")
+        errlog = os.path.join(self.tmp, f"{name}-error.log")
         with open(conf, "w") as f:
-            f.write(f'pid = "{self.tmp}/fpmd.pid"\n'
-                    f'error_log = "{self.tmp}/fpmd-error.log"\n'
+            f.write(f'pid = "{self.tmp}/{name}.pid"\n'
+                    f'error_log = "{errlog}"\n'
                     f'log_level = notice\n'
                     f'pool www {{\n'
                     f'    listen = "{addr}"\n'
@@ -301,19 +319,24 @@ class Bench:
                     f'    pm = static\n'
                     f'    pm.max_children = {N}\n'
                     f'    pm.max_requests = 0\n'
-                    f'    handler = echo\n'
+                    f'    handler = {handler}\n{opts}'
                     f'}}\n')
-        p, logf = self.spawn("fpmd", [FPMD_BIN, "-F", "-c", conf], "fpmd.out")
-        wait_listening(caddr, "fpmd", p,
-                       (logf, os.path.join(self.tmp, "fpmd-error.log")))
-        self.wait_children(p.pid, N, "fpmd")
-        self.fcgi["fpmd"] = addr
-        self.pids["fpmd"] = p.pid
+        p, logf = self.spawn(name, [binary or FPMD_BIN, "-F", "-c", conf],
+                             f"{name}.out")
+        wait_listening(caddr, name, p, (logf, errlog))
+        self.wait_children(p.pid, N, name)
+        self.fcgi[name] = addr
+        self.pids[name] = p.pid
 
     def start_libfcgi(self):
+        self.start_spawn_fcgi("libfcgi", [self.echo, "www"])
+
+    def start_spawn_fcgi(self, name, program):
+        """spawn-fcgi -F N forking N copies of PROGRAM (an argv), as
+        target NAME."""
         spawn = need("spawn-fcgi", "spawn-fcgi")
-        addr, caddr = self.listen_addr("libfcgi")
-        pidfile = os.path.join(self.tmp, "spawn-fcgi.pid")
+        addr, caddr = self.listen_addr(name)
+        pidfile = os.path.join(self.tmp, f"{name}-spawn-fcgi.pid")
         argv = [spawn, "-F", str(N), "-d", "/", "-P", pidfile]
         if TRANSPORT == "unix":
             argv += ["-s", addr, "-M", "0666"]
@@ -324,8 +347,8 @@ class Bench:
             argv += ["-u", RUN_USER, "-g", RUN_GROUP]
         # No -n: with -n spawn-fcgi execs the program itself, so -F is moot
         # and one process serves.  Without it, it forks N children and exits.
-        argv += ["--", self.echo, "www"]
-        logf = os.path.join(self.tmp, "spawn-fcgi.out")
+        argv += ["--", *program]
+        logf = os.path.join(self.tmp, f"{name}-spawn-fcgi.out")
         with open(logf, "wb") as out:
             r = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=out,
                                stderr=subprocess.STDOUT, cwd=self.tmp,
@@ -335,14 +358,14 @@ class Bench:
             with open(pidfile) as f:
                 pids = [int(x) for x in f.read().split()]
         for pid in pids:
-            self.procs.add("libfcgi-echo", pid)
+            self.procs.add(name, pid)
         if r.returncode != 0 or len(pids) != N:
             with open(logf, errors="replace") as f:
                 raise RuntimeError(f"spawn-fcgi failed ({r.returncode}):\n"
                                    f"{f.read()}")
-        wait_listening(caddr, "spawn-fcgi/libfcgi-echo", logs=(logf,))
-        self.fcgi["libfcgi"] = addr
-        self.pids["libfcgi"] = pids
+        wait_listening(caddr, f"spawn-fcgi/{name}", logs=(logf,))
+        self.fcgi[name] = addr
+        self.pids[name] = pids
 
     def start_php_fpm(self):
         php = need("/usr/sbin/php-fpm8.2", "php8.2-fpm")
@@ -411,7 +434,7 @@ class Bench:
             f"    uwsgi_temp_path {tmp}/nginx-uwsgi;",
             f"    scgi_temp_path {tmp}/nginx-scgi;",
         ]
-        for t in TARGETS:
+        for t in self.targets:
             addr = self.fcgi[t]
             up = f"unix:{addr}" if TRANSPORT == "unix" else addr
             script = self.script[t]
@@ -463,7 +486,7 @@ class Bench:
 
     def start_nginx(self):
         nginx = need("nginx", "nginx")
-        for t in TARGETS + ["ceiling"]:
+        for t in self.targets + ["ceiling"]:
             self.nginx_port[t] = free_port()
         # The ceiling's body must be as long as what the FastCGI servers
         # send through nginx; that is only known once nginx runs, so start
@@ -477,12 +500,12 @@ class Bench:
             raise RuntimeError(f"nginx -t failed:\n{r.stderr}")
         p, _ = self.spawn("nginx", [nginx, "-p", self.tmp, "-c", conf,
                                     "-e", errlog], "nginx.out")
-        for t in TARGETS + ["ceiling"]:
+        for t in self.targets + ["ceiling"]:
             wait_listening(("127.0.0.1", self.nginx_port[t]), "nginx", p,
                            (errlog,))
         self.pids["nginx"] = p.pid
 
-        ref = "fpmd" if "fpmd" in TARGETS else TARGETS[0]
+        ref = "fpmd" if "fpmd" in self.targets else self.targets[0]
         size = len(self.http_body(ref))
         # Lines of 63 'x' and a newline: no quote, no '$', no escape.
         body = ("x" * 63 + "\\n") * (size // 64) + "x" * (size % 64)
