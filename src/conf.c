@@ -917,9 +917,6 @@ conf_check_status(cfg_t *sec, struct pool_conf *pc, const char *prefix)
 		free(pc->status_listen);
 		pc->status_listen = spec;
 	}
-	/* Without a path, the status listener answers status on any. */
-	if (pc->status_path == NULL)
-		pc->status_path = strdup("/");
 }
 
 /* 0 when PATH is a directory, else -1 with the reason in ERR. */

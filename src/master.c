@@ -54,6 +54,7 @@ static struct {
 	bool			 reloading;	/* READY=1 owed to systemd */
 	int64_t			*crashes;	/* emergency_restart_threshold ring */
 	size_t			 ncrashes;
+	size_t			 ncrashes_size;
 	struct ev_source	 ev_signal;
 	struct ev_source	 ev_timer;
 } m = {
@@ -120,9 +121,17 @@ master_crash(int sig, int64_t now)
 	if (threshold <= 0 || m.conf->emergency_restart_interval_ms <= 0 ||
 	    (sig != SIGSEGV && sig != SIGBUS))
 		return;
-	if (m.crashes == NULL &&
-	    (m.crashes = calloc((size_t)threshold, sizeof(*m.crashes))) == NULL)
-		return;
+	/* A reload may have changed the threshold: size the ring to it. */
+	if (m.crashes == NULL || m.ncrashes_size != (size_t)threshold) {
+		free(m.crashes);
+		m.ncrashes = 0;
+		m.ncrashes_size = (size_t)threshold;
+		if ((m.crashes = calloc(m.ncrashes_size,
+		    sizeof(*m.crashes))) == NULL) {
+			m.ncrashes_size = 0;
+			return;
+		}
+	}
 	m.crashes[m.ncrashes++ % (size_t)threshold] = now;
 	for (i = 0; i < (size_t)threshold && i < m.ncrashes; i++)
 		if (now - m.crashes[i] <= m.conf->emergency_restart_interval_ms)
@@ -618,6 +627,15 @@ master_pool_ready(const struct pool *p)
 	return true;
 }
 
+/* Whether a generation accepts: started, none starting, and (but for an
+ * ondemand pool) at least one worker at work or idle. */
+static bool
+master_generation_serves(const struct pool *p)
+{
+	return master_pool_ready(p) &&
+	    (p->conf->pm == PM_ONDEMAND || p->nchildren > 0);
+}
+
 /*
  * An old generation: once its successor's workers accept (or after
  * process_control_timeout), ask its workers to finish and leave; free it
@@ -634,8 +652,23 @@ master_drain_step(struct pool *p, int64_t now)
 			successor_alive = true;
 	if (!successor_alive)
 		p->successor = NULL;
+	/*
+	 * A successor whose workers die at start is not ready: the old
+	 * generation goes on serving (and says so) rather than leave the
+	 * pool with nobody.
+	 */
+	if (!p->drain_quit && p->successor != NULL &&
+	    p->successor->death_streak > 0 &&
+	    !master_generation_serves(p->successor)) {
+		if (!p->drain_warned)
+			log_errorx("[pool %s] the new generation's workers fail "
+			    "at start: the old generation keeps serving; fix "
+			    "the configuration and reload", p->conf->name);
+		p->drain_warned = true;
+		return;
+	}
 	if (!p->drain_quit && (p->successor == NULL ||
-	    master_pool_ready(p->successor) ||
+	    master_generation_serves(p->successor) ||
 	    now - p->drain_since_ms >= m.conf->process_control_timeout_ms)) {
 		pool_signal_all(p, SIGQUIT);
 		p->drain_quit = true;

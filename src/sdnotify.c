@@ -90,6 +90,9 @@ sdn_tick(struct pool_list *pools, int64_t now)
 	if (now < sdn.next_ms)
 		return sdn.next_ms - now;
 	TAILQ_FOREACH(p, pools, entry) {
+		/* A draining generation's counters went on in its successor. */
+		if (p->draining)
+			continue;
 		status_collect(p->sb, p->conf, -1, &st);
 		requests += st.accepted_conn;
 		slow += st.slow_requests;
@@ -97,10 +100,12 @@ sdn_tick(struct pool_list *pools, int64_t now)
 		idle += st.idle;
 		status_free(&st);
 	}
-	traffic = now > sdn.last_ms ? (double)(requests - sdn.last_requests) *
-	    1000.0 / (double)(now - sdn.last_ms) : 0;
+	traffic = now > sdn.last_ms && requests >= sdn.last_requests ?
+	    (double)(requests - sdn.last_requests) * 1000.0 /
+	    (double)(now - sdn.last_ms) : 0;
 	/* PHP-FPM's words and its %.3g. */
-	(void)sd_notifyf(0, "READY=1\n%sSTATUS=Processes active: %d, idle: %d, "
+	/* No READY=1 here: during a reload it would end RELOADING early. */
+	(void)sd_notifyf(0, "%sSTATUS=Processes active: %d, idle: %d, "
 	    "Requests: %llu, slow: %llu, Traffic: %.3greq/sec",
 	    sdn.watchdog ? "WATCHDOG=1\n" : "", active, idle,
 	    (unsigned long long)requests, (unsigned long long)slow, traffic);

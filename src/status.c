@@ -30,7 +30,6 @@ status_collect(const struct scoreboard *sb, const struct pool_conf *pc,
 
 	memset(st, 0, sizeof(*st));
 	st->pc = pc;
-	st->now = now_real();
 	st->start_time = sp->start_time;
 	st->accepted_conn = __atomic_load_n(&sp->accepted_conn,
 	    __ATOMIC_RELAXED);
@@ -67,6 +66,8 @@ status_collect(const struct scoreboard *sb, const struct pool_conf *pc,
 		if (st->procs != NULL)
 			st->procs[st->nprocs++] = s;
 	}
+	/* After the slots: no request read there began after "now". */
+	st->now = now_real();
 	if ((uint64_t)st->active > st->max_active) {
 		sb_max_active(sb->pool, (int32_t)st->active);
 		st->max_active = (uint64_t)st->active;
@@ -722,12 +723,18 @@ status_ping(const struct pool_conf *pc, bool head, struct buf *out)
 enum status_page
 status_match(const struct pool_conf *pc, const char *script_name)
 {
+	return status_match_path(pc, pc->status_path, script_name);
+}
+
+enum status_page
+status_match_path(const struct pool_conf *pc, const char *status_path,
+    const char *script_name)
+{
 	if (script_name == NULL)
 		return STATUS_PAGE_NONE;
 	if (pc->ping_path != NULL && strcmp(script_name, pc->ping_path) == 0)
 		return STATUS_PAGE_PING;
-	if (pc->status_path != NULL &&
-	    strcmp(script_name, pc->status_path) == 0)
+	if (status_path != NULL && strcmp(script_name, status_path) == 0)
 		return STATUS_PAGE_STATUS;
 	return STATUS_PAGE_NONE;
 }

@@ -8,9 +8,9 @@
  *
  * Rules: a bad peer costs its connection, never the worker (no fatal()
  * here); every wait has a deadline; the worker leaves only at the top of
- * its accept loop, never with an accepted connection unserved.  SIGQUIT
- * is blocked except inside the waits (ppoll/epoll_pwait), so a graceful
- * stop is seen exactly where the worker is idle.
+ * its accept loop, never with an accepted connection unserved.  A
+ * graceful stop (SIGQUIT) only sets a flag and wakes the waits through a
+ * self-pipe, so it is acted on exactly where the worker is idle.
  */
 #include "config.h"
 
