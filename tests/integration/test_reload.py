@@ -460,7 +460,14 @@ def test_ten_reloads_under_load_through_nginx_fail_no_request(
     g = globals_for(tmp_path, sockdir)
     variants = _load_variants(ep)
     proc = fpmd([variants[0]], global_opts=g)
-    web = nginx(ep, keepalive=keepalive)
+    # With kept connections a leaving worker closes its connection after
+    # a quiet QUIT_SETTLE_MS; nginx may reuse it in that very instant
+    # (FastCGI has no way to say "do not reuse").  nginx then retries on a
+    # new connection, for a POST only when told it may: fpmd never read
+    # that request.  fpmd(8) BUGS says so and recommends this setting.
+    web = nginx(ep, keepalive=keepalive, location_extra=(
+        "fastcgi_next_upstream error timeout non_idempotent;"
+        if keepalive else ""))
     first_pids = set(proc.worker_pids())
 
     # Reload i (1..10) writes variants[plan[i]]: change, same, change, ...
@@ -506,6 +513,14 @@ def test_ten_reloads_under_load_through_nginx_fail_no_request(
     assert len(load.pids - first_pids) >= 4
     errors = [line for line in web.error_log.read_text().splitlines()
               if re.search(r"\[(error|crit|alert|emerg)\]|upstream", line)]
+    if keepalive:
+        # The reuse race above, which nginx logs and retries (the client
+        # saw a 200: load.errors is empty).  Rare: allow a few, no more.
+        retried = [line for line in errors if re.search(
+            r"(recv|writev|sendmsg)\(\) failed \((104|32): |upstream "
+            r"prematurely closed", line)]
+        assert len(retried) <= 3, "\n".join(retried)
+        errors = [line for line in errors if line not in retried]
     assert errors == [], "\n".join(errors[:10])
     assert not re.search(r"WARNING|ERROR|ALERT", proc.log_text), \
         "fpmd logged a warning during the reloads"
