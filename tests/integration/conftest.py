@@ -244,6 +244,25 @@ def pool_conf(listen, name="www", opts=None):
 
 # ------------------------------------------------------------------ /proc
 
+def wait_tcp_listening(server, name, port, timeout=START_TIMEOUT):
+    """Until SERVER (a managed process with running(), proc, log_tail()
+    and children()) accepts on 127.0.0.1:PORT; fails at once, with its
+    log, if it exits first.  Returns SERVER."""
+    def listening():
+        if not server.running():
+            raise AssertionError(
+                f"{name} exited with status {server.proc.returncode}:\n"
+                f"{server.log_tail()}")
+        try:
+            socket.create_connection(("127.0.0.1", port), 2).close()
+            return True
+        except OSError:
+            return False
+    wait_for(listening, timeout, f"{name} to listen on {port}")
+    server.children()
+    return server
+
+
 def proc_children(pid):
     """Pids of PID's children (of its main thread), [] once it is gone."""
     try:
@@ -650,20 +669,7 @@ class Nginx(ManagedProcess):
     def start(self, timeout=START_TIMEOUT):
         self._spawn([self.binary, "-p", f"{self.workdir}/",
                      "-c", str(self.conf_path), "-e", str(self.error_log)])
-
-        def listening():
-            if not self.running():
-                raise AssertionError(
-                    f"nginx exited with status {self.proc.returncode}:\n"
-                    f"{self.log_tail()}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), 2).close()
-                return True
-            except OSError:
-                return False
-        wait_for(listening, timeout, f"nginx to listen on {self.port}")
-        self.children()
-        return self
+        return wait_tcp_listening(self, "nginx", self.port, timeout)
 
     def log_tail(self):
         return _tail(self._read(self.error_log) + self.stderr_text)

@@ -18,7 +18,6 @@ import http.client
 import os
 import re
 import shutil
-import socket
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ import pytest
 import fcgi_client as fc
 from conftest import (IS_ROOT, START_TIMEOUT, Endpoint, ManagedProcess,
                       Nginx, NGINX_BIN, _tail, free_port, parse_echo,
-                      pool_conf, wait_for)
+                      pool_conf, wait_tcp_listening)
 
 APACHE_BIN = os.environ.get("APACHE_BIN", "/usr/sbin/apache2")
 APACHE_MODULES = "/usr/lib/apache2/modules"
@@ -75,20 +74,7 @@ class HttpFront(ManagedProcess):
 
     def start(self, timeout=START_TIMEOUT):
         self._spawn(self.command(), env=self.env())
-
-        def listening():
-            if not self.running():
-                raise AssertionError(
-                    f"{self.name} exited with status {self.proc.returncode}:"
-                    f"\n{self.log_tail()}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), 2).close()
-                return True
-            except OSError:
-                return False
-        wait_for(listening, timeout, f"{self.name} to listen on {self.port}")
-        self.children()
-        return self
+        return wait_tcp_listening(self, self.name, self.port, timeout)
 
     def env(self):
         return None

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 import fcgi_client
-from conftest import (REPO, IS_ROOT, Raw, pool_conf, render_conf, run_fpmd,
+from conftest import (REPO, IS_ROOT, pool_conf, render_conf, run_fpmd,
                       wait_for)
 
 FILLER = "0123456789abcdefghijklmnopqrstuvwxyz"
