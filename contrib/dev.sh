@@ -132,7 +132,8 @@ wait_for() {	# wait_for SECONDS CMD...: poll CMD until it succeeds
 run() {
 	deps
 	build default
-	local rundir fpmd_pid nginx_pid port=${PORT:-8080}
+	# Not local: the EXIT trap runs after run() has returned.
+	rundir= fpmd_pid= nginx_pid= port=${PORT:-8080}
 	rundir=$(mktemp -d /tmp/fpmd-demo.XXXXXX)
 	chmod 755 "$rundir"	# nginx's workers reach the socket through it
 	mkdir -p "$rundir/nginx"
@@ -167,7 +168,9 @@ run() {
 	"$top/_build/default/src/fpmd" -F -c "$top/conf/demo.conf" -p "$rundir" &
 	fpmd_pid=$!
 	stop() {
+		# Ctrl-C reached them too: either may be gone already.
 		trap - INT TERM EXIT
+		set +e
 		[ -n "${nginx_pid:-}" ] && kill -QUIT "$nginx_pid" 2>/dev/null
 		kill -TERM "$fpmd_pid" 2>/dev/null
 		wait 2>/dev/null
