@@ -270,14 +270,26 @@ status_duration(const struct status *st, const struct sb_slot *s)
 	return d > 0 ? (uint64_t)d : 0;
 }
 
-/* One field of the pool, in the format's own way.  TYPE: 's' or 'u'. */
+/*
+ * One field of a page, named as PHP-FPM names it in each format, with
+ * its value: 's' a string (each format escapes it), 'u' a count, 'd' a
+ * percentage.  The pool's fields and each worker's are lists of these,
+ * so that every format renders the same data in the same order.
+ */
 struct status_field {
-	const char	*name;		/* PHP-FPM's text/JSON name */
-	const char	*xml;		/* its XML element */
+	const char	*name;		/* text (and JSON unless json is set) */
+	const char	*json;
+	const char	*xml;
 	char		 type;
 	const char	*s;
 	uint64_t	 u;
+	double		 d;
 };
+
+#define S(nm, x, v)	f[n++] = (struct status_field){ nm, NULL, x, 's', \
+			    v, 0, 0 }
+#define U(nm, x, v)	f[n++] = (struct status_field){ nm, NULL, x, 'u', \
+			    NULL, (uint64_t)(v), 0 }
 
 static size_t
 status_pool_fields(const struct status *st, struct status_field *f,
@@ -286,19 +298,14 @@ status_pool_fields(const struct status *st, struct status_field *f,
 	const struct pool_conf	*pc = st->pc;
 	size_t			 n = 0;
 
-	if (epoch)
-		snprintf(tbuf, tlen, "%llu", (unsigned long long)st->start_time);
-	else
-		status_time(tbuf, tlen, st->start_time);
-#define S(nm, x, v)	f[n++] = (struct status_field){ nm, x, 's', v, 0 }
-#define U(nm, x, v)	f[n++] = (struct status_field){ nm, x, 'u', NULL, \
-			    (uint64_t)(v) }
 	S("pool", "pool", pc->name);
 	S("process manager", "process-manager", pm_style_name(pc->pm));
 	if (epoch)
 		U("start time", "start-time", st->start_time);
-	else
+	else {
+		status_time(tbuf, tlen, st->start_time);
 		S("start time", "start-time", tbuf);
+	}
 	U("start since", "start-since", st->now - st->start_time);
 	U("accepted conn", "accepted-conn", st->accepted_conn);
 	U("listen queue", "listen-queue", st->listen_queue);
@@ -320,71 +327,125 @@ status_pool_fields(const struct status *st, struct status_field *f,
 	U("starting processes", "starting-processes",
 	    st->by_state[SB_STARTING]);
 	U("respawns", "respawns", st->respawns);
-	U("timeout kills", "timeout-kills",
-	    st->kills_timeout);
+	U("timeout kills", "timeout-kills", st->kills_timeout);
 	U("retired processes", "retired-processes", st->retired);
 	U("connections", "connections", st->connections);
 	U("generation", "generation", st->generation);
 	U("last reload", "last-reload", st->reload_time);
-#undef S
-#undef U
 	return n;
 }
 
+/* One worker's fields, PHP-FPM's (&full).  CPU and memory only when Idle. */
+static size_t
+status_proc_fields(const struct status *st, const struct sb_slot *s,
+    struct status_field *f, char *tbuf, size_t tlen, bool epoch)
+{
+	bool	 idle = s->state == SB_IDLE;
+	size_t	 n = 0;
+
+	U("pid", "pid", s->pid);
+	S("state", "state", sb_state_name(s->state));
+	if (epoch)
+		U("start time", "start-time", s->started);
+	else {
+		status_time(tbuf, tlen, s->started);
+		S("start time", "start-time", tbuf);
+	}
+	U("start since", "start-since", st->now - s->started);
+	U("requests", "requests", s->requests);
+	U("request duration", "request-duration", status_duration(st, s));
+	S("request method", "request-method", s->method[0] ? s->method : "-");
+	f[n++] = (struct status_field){ "request URI", "request uri",
+	    "request-uri", 's', s->uri[0] ? s->uri : "-", 0, 0 };
+	U("content length", "content-length", s->content_length);
+	S("user", "user", s->user[0] ? s->user : "-");
+	S("script", "script", s->script[0] ? s->script : "-");
+	f[n++] = (struct status_field){ "last request cpu", NULL,
+	    "last-request-cpu", 'd', NULL, 0, idle ? s->last_cpu : 0.0 };
+	U("last request memory", "last-request-memory",
+	    idle ? s->last_memory : 0);
+	return n;
+}
+
+#undef S
+#undef U
+
 #define STATUS_MAXFIELDS	32
+
+/* A field's value as a number, or written by ESCAPE for a string. */
+static void
+status_value(struct buf *b, const struct status_field *f,
+    void (*escape)(struct buf *, const char *))
+{
+	if (f->type == 's')
+		escape(b, f->s);
+	else if (f->type == 'd')
+		buf_printf(b, "%.2f", f->d);
+	else
+		buf_printf(b, "%llu", (unsigned long long)f->u);
+}
+
+static void
+status_text_str(struct buf *b, const char *s)
+{
+	char	 clean[512];
+
+	buf_printf(b, "%s", status_text_clean(clean, sizeof(clean), s));
+}
+
+/* "name:" padded to column 23, as PHP-FPM writes it, one line a field. */
+static void
+status_text_fields(struct buf *b, const struct status_field *f, size_t n)
+{
+	char	 name[32];
+	size_t	 i;
+
+	for (i = 0; i < n; i++) {
+		snprintf(name, sizeof(name), "%s:", f[i].name);
+		buf_printf(b, "%-22s", name);
+		status_value(b, &f[i], status_text_str);
+		buf_add(b, "\n", 1);
+	}
+}
+
+static void
+status_json_fields(struct buf *b, const struct status_field *f, size_t n)
+{
+	size_t	 i;
+
+	for (i = 0; i < n; i++) {
+		buf_printf(b, "%s\"%s\":", i ? "," : "",
+		    f[i].json != NULL ? f[i].json : f[i].name);
+		status_value(b, &f[i], status_json_str);
+	}
+}
+
+static void
+status_xml_fields(struct buf *b, const struct status_field *f, size_t n,
+    const char *sep)
+{
+	size_t	 i;
+
+	for (i = 0; i < n; i++) {
+		buf_printf(b, "<%s>", f[i].xml);
+		status_value(b, &f[i], status_xml_str);
+		buf_printf(b, "</%s>%s", f[i].xml, sep);
+	}
+}
 
 static void
 status_text(const struct status *st, bool full, struct buf *b)
 {
 	struct status_field	 f[STATUS_MAXFIELDS];
-	char			 tbuf[64], name[32];
-	char			 method[sizeof(st->procs->method)];
-	char			 uri[sizeof(st->procs->uri)];
-	char			 user[sizeof(st->procs->user)];
-	char			 script[sizeof(st->procs->script)];
-	size_t			 i, n;
+	char			 tbuf[64];
+	size_t			 i;
 
-	n = status_pool_fields(st, f, tbuf, sizeof(tbuf), false);
-	for (i = 0; i < n; i++) {
-		snprintf(name, sizeof(name), "%s:", f[i].name);
-		if (f[i].type == 's')
-			buf_printf(b, "%-22s%s\n", name, f[i].s);
-		else
-			buf_printf(b, "%-22s%llu\n", name,
-			    (unsigned long long)f[i].u);
-	}
-	if (!full)
-		return;
-	for (i = 0; i < st->nprocs; i++) {
-		const struct sb_slot	*s = &st->procs[i];
-		bool			 idle = s->state == SB_IDLE;
-
-		status_time(tbuf, sizeof(tbuf), s->started);
-		buf_printf(b, "\n************************\n"
-		    "pid:                  %ld\n"
-		    "state:                %s\n"
-		    "start time:           %s\n"
-		    "start since:          %llu\n"
-		    "requests:             %llu\n"
-		    "request duration:     %llu\n"
-		    "request method:       %s\n"
-		    "request URI:          %s\n"
-		    "content length:       %llu\n"
-		    "user:                 %s\n"
-		    "script:               %s\n"
-		    "last request cpu:     %.2f\n"
-		    "last request memory:  %llu\n",
-		    (long)s->pid, sb_state_name(s->state), tbuf,
-		    (unsigned long long)(st->now - s->started),
-		    (unsigned long long)s->requests,
-		    (unsigned long long)status_duration(st, s),
-		    status_text_clean(method, sizeof(method), s->method),
-		    status_text_clean(uri, sizeof(uri), s->uri),
-		    (unsigned long long)s->content_length,
-		    status_text_clean(user, sizeof(user), s->user),
-		    status_text_clean(script, sizeof(script), s->script),
-		    idle ? s->last_cpu : 0.0,
-		    (unsigned long long)(idle ? s->last_memory : 0));
+	status_text_fields(b, f, status_pool_fields(st, f, tbuf, sizeof(tbuf),
+	    false));
+	for (i = 0; full && i < st->nprocs; i++) {
+		buf_printf(b, "\n************************\n");
+		status_text_fields(b, f, status_proc_fields(st, &st->procs[i], f,
+		    tbuf, sizeof(tbuf), false));
 	}
 }
 
@@ -393,44 +454,18 @@ status_json(const struct status *st, bool full, struct buf *b)
 {
 	struct status_field	 f[STATUS_MAXFIELDS];
 	char			 tbuf[64];
-	size_t			 i, n;
+	size_t			 i;
 
-	n = status_pool_fields(st, f, tbuf, sizeof(tbuf), true);
 	buf_add(b, "{", 1);
-	for (i = 0; i < n; i++) {
-		buf_printf(b, "%s\"%s\":", i ? "," : "", f[i].name);
-		if (f[i].type == 's')
-			status_json_str(b, f[i].s);
-		else
-			buf_printf(b, "%llu", (unsigned long long)f[i].u);
-	}
+	status_json_fields(b, f, status_pool_fields(st, f, tbuf, sizeof(tbuf),
+	    true));
 	if (full) {
 		buf_printf(b, ", \"processes\":[");
 		for (i = 0; i < st->nprocs; i++) {
-			const struct sb_slot	*s = &st->procs[i];
-			bool			 idle = s->state == SB_IDLE;
-
-			buf_printf(b, "%s{\"pid\":%ld,\"state\":\"%s\","
-			    "\"start time\":%llu,\"start since\":%llu,"
-			    "\"requests\":%llu,\"request duration\":%llu,"
-			    "\"request method\":", i ? "," : "", (long)s->pid,
-			    sb_state_name(s->state),
-			    (unsigned long long)s->started,
-			    (unsigned long long)(st->now - s->started),
-			    (unsigned long long)s->requests,
-			    (unsigned long long)status_duration(st, s));
-			status_json_str(b, s->method[0] ? s->method : "-");
-			buf_printf(b, ",\"request uri\":");
-			status_json_str(b, s->uri[0] ? s->uri : "-");
-			buf_printf(b, ",\"content length\":%llu,\"user\":",
-			    (unsigned long long)s->content_length);
-			status_json_str(b, s->user[0] ? s->user : "-");
-			buf_printf(b, ",\"script\":");
-			status_json_str(b, s->script[0] ? s->script : "-");
-			buf_printf(b, ",\"last request cpu\":%.2f,"
-			    "\"last request memory\":%llu}",
-			    idle ? s->last_cpu : 0.0,
-			    (unsigned long long)(idle ? s->last_memory : 0));
+			buf_printf(b, "%s{", i ? "," : "");
+			status_json_fields(b, f, status_proc_fields(st,
+			    &st->procs[i], f, tbuf, sizeof(tbuf), true));
+			buf_add(b, "}", 1);
 		}
 		buf_add(b, "]", 1);
 	}
@@ -442,48 +477,18 @@ status_xml(const struct status *st, bool full, struct buf *b)
 {
 	struct status_field	 f[STATUS_MAXFIELDS];
 	char			 tbuf[64];
-	size_t			 i, n;
+	size_t			 i;
 
-	n = status_pool_fields(st, f, tbuf, sizeof(tbuf), true);
 	buf_printf(b, "<?xml version=\"1.0\" ?>\n<status>\n");
-	for (i = 0; i < n; i++) {
-		buf_printf(b, "<%s>", f[i].xml);
-		if (f[i].type == 's')
-			status_xml_str(b, f[i].s);
-		else
-			buf_printf(b, "%llu", (unsigned long long)f[i].u);
-		buf_printf(b, "</%s>\n", f[i].xml);
-	}
+	status_xml_fields(b, f, status_pool_fields(st, f, tbuf, sizeof(tbuf),
+	    true), "\n");
 	if (full) {
 		buf_printf(b, "<processes>\n");
 		for (i = 0; i < st->nprocs; i++) {
-			const struct sb_slot	*s = &st->procs[i];
-			bool			 idle = s->state == SB_IDLE;
-
-			buf_printf(b, "<process><pid>%ld</pid><state>%s</state>"
-			    "<start-time>%llu</start-time><start-since>%llu"
-			    "</start-since><requests>%llu</requests>"
-			    "<request-duration>%llu</request-duration>"
-			    "<request-method>", (long)s->pid,
-			    sb_state_name(s->state),
-			    (unsigned long long)s->started,
-			    (unsigned long long)(st->now - s->started),
-			    (unsigned long long)s->requests,
-			    (unsigned long long)status_duration(st, s));
-			status_xml_str(b, s->method[0] ? s->method : "-");
-			buf_printf(b, "</request-method><request-uri>");
-			status_xml_str(b, s->uri[0] ? s->uri : "-");
-			buf_printf(b, "</request-uri><content-length>%llu"
-			    "</content-length><user>",
-			    (unsigned long long)s->content_length);
-			status_xml_str(b, s->user[0] ? s->user : "-");
-			buf_printf(b, "</user><script>");
-			status_xml_str(b, s->script[0] ? s->script : "-");
-			buf_printf(b, "</script><last-request-cpu>%.2f"
-			    "</last-request-cpu><last-request-memory>%llu"
-			    "</last-request-memory></process>\n",
-			    idle ? s->last_cpu : 0.0,
-			    (unsigned long long)(idle ? s->last_memory : 0));
+			buf_printf(b, "<process>");
+			status_xml_fields(b, f, status_proc_fields(st,
+			    &st->procs[i], f, tbuf, sizeof(tbuf), true), "");
+			buf_printf(b, "</process>\n");
 		}
 		buf_printf(b, "</processes>\n");
 	}
@@ -495,7 +500,7 @@ status_html(const struct status *st, bool full, struct buf *b)
 {
 	struct status_field	 f[STATUS_MAXFIELDS];
 	char			 tbuf[64];
-	size_t			 i, n;
+	size_t			 i, j, n;
 
 	n = status_pool_fields(st, f, tbuf, sizeof(tbuf), false);
 	buf_printf(b, "<!DOCTYPE html>\n<html lang=\"en\"><head>"
@@ -540,45 +545,34 @@ status_html(const struct status *st, bool full, struct buf *b)
 	buf_printf(b, "</div>\n<table id=\"pool\">\n");
 	for (i = 0; i < n; i++) {
 		buf_printf(b, "<tr><th>%s</th><td>", f[i].name);
-		if (f[i].type == 's')
-			status_xml_str(b, f[i].s);
-		else
-			buf_printf(b, "%llu", (unsigned long long)f[i].u);
+		status_value(b, &f[i], status_xml_str);
 		buf_printf(b, "</td></tr>\n");
 	}
 	buf_printf(b, "</table>\n");
 	if (full) {
-		buf_printf(b, "<h2>Processes</h2>\n<table id=\"processes\">"
-		    "<tr><th>pid</th><th>state</th><th>start since</th>"
-		    "<th>requests</th><th>request duration (µs)</th>"
-		    "<th>method</th><th>request URI</th><th>content length"
-		    "</th><th>user</th><th>script</th><th>last cpu %%</th>"
-		    "<th>last memory</th></tr>\n");
+		buf_printf(b, "<h2>Processes</h2>\n<table id=\"processes\">");
 		for (i = 0; i < st->nprocs; i++) {
 			const struct sb_slot	*s = &st->procs[i];
-			bool			 idle = s->state == SB_IDLE;
 
-			buf_printf(b, "<tr class=\"%s\"><td class=\"n\">%ld"
-			    "</td><td>%s</td><td class=\"n\">%llu</td>"
-			    "<td class=\"n\">%llu</td><td class=\"n\">%llu</td>"
-			    "<td>", s->state == SB_IDLE ? "Idle" :
-			    s->state == SB_RUNNING ? "Running" : "Other",
-			    (long)s->pid, sb_state_name(s->state),
-			    (unsigned long long)(st->now - s->started),
-			    (unsigned long long)s->requests,
-			    (unsigned long long)status_duration(st, s));
-			status_xml_str(b, s->method[0] ? s->method : "-");
-			buf_printf(b, "</td><td>");
-			status_xml_str(b, s->uri[0] ? s->uri : "-");
-			buf_printf(b, "</td><td class=\"n\">%llu</td><td>",
-			    (unsigned long long)s->content_length);
-			status_xml_str(b, s->user[0] ? s->user : "-");
-			buf_printf(b, "</td><td>");
-			status_xml_str(b, s->script[0] ? s->script : "-");
-			buf_printf(b, "</td><td class=\"n\">%.2f</td>"
-			    "<td class=\"n\">%llu</td></tr>\n",
-			    idle ? s->last_cpu : 0.0,
-			    (unsigned long long)(idle ? s->last_memory : 0));
+			n = status_proc_fields(st, s, f, tbuf, sizeof(tbuf),
+			    false);
+			if (i == 0) {
+				buf_printf(b, "<tr>");
+				for (j = 0; j < n; j++)
+					buf_printf(b, "<th>%s</th>", f[j].name);
+				buf_printf(b, "</tr>\n");
+			}
+			/* The row's class colours the state; pid comes first. */
+			buf_printf(b, "<tr class=\"%s\">", s->state == SB_IDLE ?
+			    "Idle" : s->state == SB_RUNNING ? "Running" :
+			    "Other");
+			for (j = 0; j < n; j++) {
+				buf_printf(b, "<td%s>", f[j].type == 's' ? "" :
+				    " class=\"n\"");
+				status_value(b, &f[j], status_xml_str);
+				buf_printf(b, "</td>");
+			}
+			buf_printf(b, "</tr>\n");
 		}
 		buf_printf(b, "</table>\n");
 	} else
