@@ -12,11 +12,17 @@
 
 #include <sys/mman.h>
 
+#include <sched.h>
 #include <stdlib.h>
-#include <unistd.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "fpmd.h"
+
+/* A reader spins this often on an update in progress, then yields... */
+#define SB_READ_SPINS	1000
+/* ... until this many tries: an update takes nanoseconds, not this. */
+#define SB_READ_TRIES	(SB_READ_SPINS + 20000)
 
 struct scoreboard *
 sb_new(size_t nslots)
@@ -68,14 +74,27 @@ void
 sb_slot_read(const struct sb_slot *s, struct sb_slot *out)
 {
 	uint32_t	 before, after;
+	int		 tries;
 
-	do {
-		while ((before = __atomic_load_n(&s->seq, __ATOMIC_ACQUIRE)) & 1)
-			;
-		memcpy(out, (const void *)s, sizeof(*out));
-		__atomic_thread_fence(__ATOMIC_ACQUIRE);
-		after = __atomic_load_n(&s->seq, __ATOMIC_RELAXED);
-	} while (before != after);
+	for (tries = 0; tries < SB_READ_TRIES; tries++) {
+		before = __atomic_load_n(&s->seq, __ATOMIC_ACQUIRE);
+		if (!(before & 1)) {
+			memcpy(out, (const void *)s, sizeof(*out));
+			__atomic_thread_fence(__ATOMIC_ACQUIRE);
+			after = __atomic_load_n(&s->seq, __ATOMIC_RELAXED);
+			if (before == after)
+				return;
+		}
+		if (tries >= SB_READ_SPINS)
+			sched_yield();
+	}
+	/*
+	 * A writer killed (or stopped) in the middle of an update leaves
+	 * the count odd for good: rather than wait forever, take the slot
+	 * as it is.  Its owner is gone or frozen; a torn copy costs one
+	 * status line at worst.
+	 */
+	memcpy(out, (const void *)s, sizeof(*out));
 }
 
 void

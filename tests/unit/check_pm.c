@@ -223,6 +223,29 @@ START_TEST(test_max_requests)
 }
 END_TEST
 
+/* A writer that died mid-update must not hang the master's reads. */
+START_TEST(test_slot_read_survives_a_dead_writer)
+{
+	struct scoreboard	*sb = sb_new(2);
+	struct sb_slot		 s;
+
+	ck_assert_ptr_nonnull(sb);
+	sb_slot_begin(&sb->slots[1]);
+	sb->slots[1].pid = 4242;
+	sb->slots[1].state = SB_RUNNING;
+	sb_slot_end(&sb->slots[1]);
+	sb_slot_read(&sb->slots[1], &s);
+	ck_assert_int_eq(s.pid, 4242);
+	/* Begun, never ended: the count stays odd. */
+	sb_slot_begin(&sb->slots[1]);
+	sb->slots[1].pid = 4343;
+	sb_slot_read(&sb->slots[1], &s);
+	ck_assert_int_eq(s.pid, 4343);
+	ck_assert_int_eq(s.state, SB_RUNNING);
+	sb_free(sb);
+}
+END_TEST
+
 static Suite *
 pm_suite(void)
 {
@@ -235,6 +258,7 @@ pm_suite(void)
 	tcase_add_loop_test(tc, test_backoff, 0,
 	    sizeof(backoff_cases) / sizeof(backoff_cases[0]));
 	tcase_add_test(tc, test_max_requests);
+	tcase_add_test(tc, test_slot_read_survives_a_dead_writer);
 	suite_add_tcase(s, tc);
 	return s;
 }
