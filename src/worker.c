@@ -129,6 +129,27 @@ worker_on_quit(int sig)
 }
 
 /*
+ * TERM means exit now, and a program the handler runs (see
+ * worker_program_group()) goes with the worker.  The master kills the
+ * program's group as well once it has reaped the worker, but a worker
+ * terminated because the master itself died (the parent-death signal)
+ * has nobody to do it.  SA_RESETHAND put the default action back: the
+ * raise() kills the worker with the signal, as if it had none.
+ */
+static struct sb_slot		*term_slot;
+
+static void
+worker_on_term(int sig)
+{
+	pid_t	 pgid;
+
+	pgid = __atomic_load_n(&term_slot->program_pgid, __ATOMIC_RELAXED);
+	if (pgid > 0)
+		(void)kill(-pgid, SIGKILL);
+	(void)raise(sig);
+}
+
+/*
  * Waits until FD is ready for EVENTS, at most TIMEOUT_MS (no limit when
  * negative).  With QUIT_OK a graceful stop interrupts the wait.  Returns 1
  * ready, 0 timed out or interrupted by a stop, -1 on error.
@@ -772,6 +793,17 @@ worker_slot_state(struct worker_ctx *w, enum sb_state st)
 	sb_slot_end(w->slot);
 }
 
+void
+worker_program_group(struct fpmd_request *r, pid_t pgid)
+{
+	struct sb_slot	*s = r->w->slot;
+
+	sb_slot_begin(s);
+	/* Atomic: worker_on_term() reads it without the sequence count. */
+	__atomic_store_n(&s->program_pgid, pgid, __ATOMIC_RELAXED);
+	sb_slot_end(s);
+}
+
 /*
  * After a request: its duration, the CPU it used and the peak RSS.  CPU
  * comes from the process's own usage (between requests a worker uses next
@@ -1038,6 +1070,10 @@ worker_run(struct worker_ctx *w)
 	sa.sa_flags = SA_RESTART;
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGQUIT, &sa, NULL);
+	term_slot = w->slot;
+	sa.sa_handler = worker_on_term;
+	sa.sa_flags = SA_RESETHAND;
+	sigaction(SIGTERM, &sa, NULL);
 	/* Blocked since the fork (child_signals()): a pending one lands now. */
 	sigemptyset(&qset);
 	sigaddset(&qset, SIGQUIT);

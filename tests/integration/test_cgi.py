@@ -26,7 +26,7 @@ import pytest
 import fcgi_client as fc
 from conftest import (IS_ROOT, START_TIMEOUT, ManagedProcess, pool_conf,
                       proc_children, proc_stat, render_conf, run_fpmd,
-                      wait_for)
+                      same_process_alive, wait_for)
 
 FCGIWRAP_BIN = "/usr/sbin/fcgiwrap"
 GITWEB_CGI = "/usr/share/gitweb/gitweb.cgi"
@@ -165,6 +165,15 @@ if [ "$QUERY_STRING" = output ]; then
     printf 'Content-Type: text/plain\\n\\npartial\\n'
 fi
 sleep 300
+"""
+
+# A background child, and a foreground sleep that writes the three pids
+# (the script's, the child's, its own) once all three run.
+GROUP_SH = """#!/bin/sh
+printf 'Content-Type: text/plain\\n\\n'
+sleep 1000 &
+sh -c 'echo "$1 $2 $$" > "$3.tmp" && mv "$3.tmp" "$3" && exec sleep 1000' \\
+    sh $$ $! "$PIDS_FILE"
 """
 
 # Answers without reading the body it was sent.
@@ -585,32 +594,105 @@ def test_output_held_for_an_unfinished_body_becomes_504_on_timeout(
     assert resp.status == 504, resp.stdout
 
 
-def test_worker_killed_mid_request_takes_its_program_along(fpmd, endpoint,
-                                                           cgidir):
-    script = write_script(cgidir, "hang.cgi", HANG_SH)
+def start_group_request(ep, cgidir):
+    """A connection running GROUP_SH, once its three processes run: returns
+    the connection and {pid: start time} of the script, its background
+    child and its foreground sleep."""
+    script = write_script(cgidir, "group.cgi", GROUP_SH)
+    rundir = cgidir / "run"
+    rundir.mkdir()
+    rundir.chmod(0o777)         # the pool's user writes the pid file
+    pidfile = rundir / "pids"
+    conn = fc.Connection(ep.client)
+    try:
+        conn.send_request({"SCRIPT_FILENAME": str(script),
+                           "PIDS_FILE": str(pidfile)})
+        text = wait_for(lambda: pidfile.exists() and pidfile.read_text(),
+                        10, "the script to write its pids")
+        started = {}
+        for pid in (int(x) for x in text.split()):
+            st = proc_stat(pid)
+            assert st is not None and st[0] != "Z", (pid, st)
+            started[pid] = st[2]
+    except BaseException:
+        conn.close()
+        raise
+    return conn, started
+
+
+def group_alive(started):
+    return [p for p, t in started.items() if same_process_alive(p, t)]
+
+
+def kill_group_left(started):
+    """Teardown: kills by pid whatever of STARTED still runs."""
+    for pid in group_alive(started):
+        os.kill(pid, signal.SIGKILL)
+
+
+def test_worker_killed_mid_request_kills_the_programs_whole_group(
+        fpmd, endpoint, cgidir):
     proc, ep = cgi_pool(fpmd, endpoint)
     mark = proc.log_mark()
-    conn = fc.Connection(ep.client)
-    pid = None
+    conn, started = start_group_request(ep, cgidir)
     try:
-        conn.send_request({"SCRIPT_FILENAME": str(script)})
-        m = proc.wait_log(LOG_LINE + r'\S+ said into stderr: "script=(\d+)"',
-                          since=mark)
-        worker, pid = int(m.group(1)), int(m.group(2))
+        script = next(iter(started))
+        worker = proc_stat(script)[1]
+        assert worker in proc.worker_pids()
         os.kill(worker, signal.SIGKILL)
-        wait_for(lambda: not alive(pid), 10, f"script {pid} to die with "
-                 f"its worker {worker}")
+        wait_for(lambda: not group_alive(started), 10,
+                 f"the program's group {list(started)} to die with its "
+                 f"worker {worker}")
+        proc.wait_log(re.escape(f"WARNING: [pool www] child {worker} died "
+                                "running a program: killed its process "
+                                f"group {script}"), since=mark)
     finally:
         conn.close()
-        # Known gap: the program's own children outlive a killed worker
-        # (the master does not know the program's process group, which
-        # is named after the script).
-        if pid is not None:
-            try:
-                os.killpg(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        kill_group_left(started)
     proc.wait_workers(2, without=[worker])
+
+
+def test_request_terminate_timeout_kills_the_programs_whole_group(
+        fpmd, endpoint, cgidir):
+    proc, ep = cgi_pool(fpmd, endpoint, request_terminate_timeout="2s")
+    mark = proc.log_mark()
+    conn, started = start_group_request(ep, cgidir)
+    try:
+        script = next(iter(started))
+        worker = proc_stat(script)[1]
+        wait_for(lambda: not group_alive(started), 10,
+                 f"the program's group {list(started)} to die with its "
+                 f"worker {worker}")
+        proc.wait_log(re.escape(f"[pool www] child {worker}, script "
+                                f"'{cgidir / 'group.cgi'}'") +
+                      r".* execution timed out \([\d.]+ sec\), "
+                      "terminating", since=mark)
+        proc.wait_log(re.escape(f"[pool www] child {worker} died running "
+                                "a program: killed its process group "
+                                f"{script}"), since=mark)
+    finally:
+        conn.close()
+        kill_group_left(started)
+    proc.wait_workers(2, without=[worker])
+
+
+def test_master_killed_mid_request_leaves_no_program_behind(fpmd, endpoint,
+                                                            cgidir):
+    """The workers die of their parent-death signal, SIGTERM, and with
+    no master left to reap them, each kills its program's group itself."""
+    proc, ep = cgi_pool(fpmd, endpoint)
+    workers = proc.wait_workers(2)
+    conn, started = start_group_request(ep, cgidir)
+    try:
+        proc.signal(signal.SIGKILL)
+        assert proc.wait_exit(10) == -signal.SIGKILL
+        wait_for(lambda: not group_alive(started), 10,
+                 f"the program's group {list(started)} to die with the "
+                 f"master and its workers {workers}")
+    finally:
+        conn.close()
+        kill_group_left(started)
+    # The fixture's teardown fails the test if a worker outlives it.
 
 
 @pytest.fixture
