@@ -57,7 +57,6 @@ struct cgi_worker {
 	const char		*exts;		/* limit_extensions, or NULL */
 	const char		*root;		/* NULL: scripts anywhere */
 	int64_t			 timeout_ms;	/* 0: none */
-	int64_t			 stall_ms;	/* fastcgi.read_timeout */
 	char			 ibuf[CGI_BUF_SIZE];
 	char			 obuf[CGI_BUF_SIZE];
 	char			 head[CGI_HEAD_MAX];
@@ -96,6 +95,7 @@ struct cgi_run {
 	int			 in, out, err;	/* our pipe ends, or -1 */
 	bool			 exited;	/* a zombie until reaped */
 	int64_t			 started_ms;
+	int64_t			 stall_ms;	/* fastcgi.read_timeout */
 	size_t			 ipos, ilen;	/* body bytes waiting in ibuf */
 	bool			 body_done;	/* the client's stdin ended */
 	bool			 conn_wait;	/* stdin needs conn_fd ready */
@@ -225,11 +225,6 @@ cgi_worker_init(const struct fpmd_host *host, struct fpmd_pool *pool,
 	/* check_options accepted it: it parses. */
 	if ((v = host->option(pool, "timeout")) != NULL)
 		(void)parse_duration_ms(v, &cw->timeout_ms);
-	/*
-	 * The ABI's non-blocking stdin read leaves the stall limit to the
-	 * handler, and gives it no way to learn it: a built-in may look.
-	 */
-	cw->stall_ms = pool->conf->read_timeout_ms;
 	*data = cw;
 	return 0;
 }
@@ -250,8 +245,10 @@ cgi_close(int *fd)
 }
 
 /*
- * Answers with STATUS and a one-line page, unless output went out
- * already (the status was sent with it, nothing can change it now).
+ * Answers with STATUS and a one-line page.  Once output went out, the
+ * status went with it and a run that fails can no longer say so: the
+ * response ends as broken instead (abort_response()), so that the web
+ * server takes it for truncated rather than pass it on as complete.
  * Returns what handle returns: 0, or -1 when the client is gone.
  */
 static int
@@ -260,8 +257,10 @@ cgi_answer(struct cgi_run *r, const char *status)
 	char	 buf[256];
 	int	 n;
 
-	if (r->sent)
+	if (r->sent) {
+		r->host->abort_response(r->req);
 		return 0;
+	}
 	r->sent = true;
 	cgi_close(&r->spool);
 	n = snprintf(buf, sizeof(buf), "Status: %s\r\nContent-Type: "
@@ -1014,8 +1013,8 @@ cgi_poll_ms(const struct cgi_run *r, int64_t now)
 		ms = r->started_ms + cw->timeout_ms - now;
 		limited = true;
 	}
-	if (cw->stall_ms > 0 && r->conn_wait && !r->body_done) {
-		left = r->wait_ms + cw->stall_ms - now;
+	if (r->stall_ms > 0 && r->conn_wait && !r->body_done) {
+		left = r->wait_ms + r->stall_ms - now;
 		ms = left < ms ? left : ms;
 		limited = true;
 	}
@@ -1059,8 +1058,8 @@ cgi_relay(struct cgi_run *r)
 		if (r->cw->timeout_ms > 0 &&
 		    now >= r->started_ms + r->cw->timeout_ms)
 			return CGI_TIMEOUT;
-		if (r->cw->stall_ms > 0 && r->conn_wait && !r->body_done &&
-		    now >= r->wait_ms + r->cw->stall_ms)
+		if (r->stall_ms > 0 && r->conn_wait && !r->body_done &&
+		    now >= r->wait_ms + r->stall_ms)
 			return CGI_STALLED;
 
 		npfd = 0;
@@ -1152,8 +1151,19 @@ cgi_finish(struct cgi_run *r, enum cgi_end end, int status)
 	switch (end) {
 	case CGI_RUNNING:
 	case CGI_EXITED:
+		/*
+		 * A signal may have stopped it anywhere in its body: a
+		 * response begun ends as broken, one held back becomes 502.
+		 */
+		if (r->head_done && WIFSIGNALED(status)) {
+			host->log(FPMD_LOG_WARNING, "%s %s %s", r->script, how,
+			    r->sent ? "after its response had begun: ended "
+			    "it as truncated" : "after its headers: answered "
+			    "502");
+			return cgi_answer(r, "502 Bad Gateway");
+		}
 		if (r->head_done) {
-			if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+			if (WEXITSTATUS(status) != 0)
 				host->log(FPMD_LOG_WARNING, "%s %s", r->script,
 				    how);
 			/* Held back while a child of it kept stdin open. */
@@ -1173,14 +1183,15 @@ cgi_finish(struct cgi_run *r, enum cgi_end end, int status)
 		return cgi_answer(r, "502 Bad Gateway");
 	case CGI_TIMEOUT:
 		host->log(FPMD_LOG_WARNING, "%s ran past timeout (%lld ms): "
-		    "killed its process group%s", r->script,
-		    (long long)r->cw->timeout_ms, r->sent ? "" :
-		    ", answered 504");
+		    "killed its process group, %s", r->script,
+		    (long long)r->cw->timeout_ms, r->sent ? "ended its "
+		    "response as truncated" : "answered 504");
 		return cgi_answer(r, "504 Gateway Timeout");
 	case CGI_STALLED:
 		host->log(FPMD_LOG_WARNING, "%s: the client sent no more of "
-		    "the request body for %lld ms: killed its process group",
-		    r->script, (long long)r->cw->stall_ms);
+		    "the request body for %lld ms: killed its process group, "
+		    "%s", r->script, (long long)r->stall_ms, r->sent ?
+		    "ended its response as truncated" : "answered 408");
 		return cgi_answer(r, "408 Request Timeout");
 	case CGI_GONE:
 		host->log(FPMD_LOG_NOTICE, "%s: the client went away: killed "
@@ -1224,6 +1235,8 @@ cgi_handle(const struct fpmd_host *host, struct fpmd_request *req,
 	r.cw = data;
 	r.in = r.out = r.err = r.pidfd = r.spool = -1;
 	r.script = host->param(req, "SCRIPT_FILENAME");
+	/* read_stdin_nowait() leaves the stall limit to us. */
+	r.stall_ms = host->read_timeout_ms(req);
 	/* CGI has no second input stream for FCGI_DATA. */
 	if (host->role(req) == FPMD_ROLE_FILTER) {
 		host->log(FPMD_LOG_WARNING, "cgi: a FILTER request: the cgi "

@@ -107,6 +107,7 @@ struct fpmd_request {
 	uint8_t			*obuf;
 	size_t			 olen;
 	bool			 out_sent;	/* any STDOUT left the worker */
+	bool			 broken;	/* ends without END_REQUEST */
 };
 
 /*
@@ -938,6 +939,11 @@ worker_request(struct worker_ctx *w, struct fpmd_request *r)
 		return;
 	}
 	rc = w->handler->handle(&handler_host, r, w->handler_data);
+	/* Ended as broken: closing without END_REQUEST says so. */
+	if (r->broken) {
+		worker_slot_state(w, SB_FINISHING);
+		return;
+	}
 	if (rc == -1 && r->timed_out)
 		worker_error_response(r, "408 Request Timeout");
 	else if (rc == -1 && !r->aborted)
@@ -958,6 +964,7 @@ worker_request_reset(struct fpmd_request *r)
 	r->nparams = 0;
 	r->olen = 0;
 	r->out_sent = false;
+	r->broken = false;
 }
 
 /*
@@ -1202,7 +1209,7 @@ host_read_stream(struct fpmd_request *r, void *buf, size_t len,
 
 	if (len == 0)
 		return 0;
-	if (c->dead || r->aborted || r->timed_out)
+	if (c->dead || r->aborted || r->timed_out || r->broken)
 		return -1;
 	if (!(c->pend_len > 0 && c->pend_use == use)) {
 		switch (worker_pump(r->w, r, want, wait ? r->w->read_tmo : 0,
@@ -1271,6 +1278,8 @@ host_write_stdout(struct fpmd_request *r, const void *buf, size_t len)
 	const uint8_t	*p = buf;
 	size_t		 n;
 
+	if (r->broken)
+		return -1;
 	plog_response(buf, len);
 	while (len > 0) {
 		if (r->c->dead)
@@ -1294,6 +1303,8 @@ host_write_stderr(struct fpmd_request *r, const void *buf, size_t len)
 	const uint8_t	*p = buf;
 	size_t		 n;
 
+	if (r->broken)
+		return -1;
 	while (len > 0) {
 		n = len < FCGI_MAX_CONTENT ? len : FCGI_MAX_CONTENT;
 		if (worker_write_record(r->c, FCGI_STDERR, r->id, p, n,
@@ -1308,7 +1319,7 @@ host_write_stderr(struct fpmd_request *r, const void *buf, size_t len)
 static int
 host_flush(struct fpmd_request *r)
 {
-	return worker_flush_stdout(r);
+	return r->broken ? -1 : worker_flush_stdout(r);
 }
 
 /*
@@ -1319,11 +1330,11 @@ host_flush(struct fpmd_request *r)
 static int
 host_aborted(struct fpmd_request *r)
 {
-	if (!r->aborted && !r->timed_out && !r->c->dead && r->stdin_done &&
-	    (r->role != FPMD_ROLE_FILTER || r->data_done) &&
+	if (!r->aborted && !r->timed_out && !r->c->dead && !r->broken &&
+	    r->stdin_done && (r->role != FPMD_ROLE_FILTER || r->data_done) &&
 	    worker_pump(r->w, r, WANT_NOTHING, 0, false) == -1)
 		r->c->dead = true;
-	return r->aborted || r->timed_out || r->c->dead;
+	return r->aborted || r->timed_out || r->c->dead || r->broken;
 }
 
 static void
@@ -1346,6 +1357,42 @@ host_option(struct fpmd_pool *p, const char *name)
 		if (strcmp(p->conf->handler_options[i].key, name) == 0)
 			return p->conf->handler_options[i].value;
 	return NULL;
+}
+
+static int
+host_option_at(struct fpmd_pool *p, size_t n, const char **name,
+    const char **value)
+{
+	if (n >= p->conf->nhandler_options)
+		return -1;
+	*name = p->conf->handler_options[n].key;
+	*value = p->conf->handler_options[n].value;
+	return 0;
+}
+
+static long
+host_read_timeout_ms(struct fpmd_request *r)
+{
+	return (long)r->w->pool->conf->read_timeout_ms;
+}
+
+/*
+ * Sends what is buffered and ends the request there: worker_request()
+ * writes no END_REQUEST and worker_serve() closes the connection (after
+ * draining a body still on its way): a web server that waits for
+ * END_REQUEST takes the response for truncated.  The access log and the
+ * scoreboard count the request as usual.
+ */
+static void
+host_abort_response(struct fpmd_request *r)
+{
+	if (r->broken)
+		return;
+	(void)worker_flush_stdout(r);
+	r->broken = true;
+	r->c->close = true;
+	if (r->c->why == NULL)
+		r->c->why = "the handler ended the response as broken";
 }
 
 static const char *
@@ -1377,4 +1424,7 @@ const struct fpmd_host handler_host = {
 	.option = host_option,
 	.pool_name = host_pool_name,
 	.pool_data = host_pool_data,
+	.option_at = host_option_at,
+	.read_timeout_ms = host_read_timeout_ms,
+	.abort_response = host_abort_response,
 };

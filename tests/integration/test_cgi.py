@@ -447,8 +447,22 @@ CRASH_CASES = [
     ("empty", 502, r"exited with code 0 without any output: answered 502"),
     ("halfhead", 502, r"exited with code 0 before the end of its headers: "
                       r"answered 502"),
-    ("late", 200, r"was killed by signal 11 \(SIGSEGV\)$"),
+    # Its response had begun: it can only end as truncated (status None).
+    ("late", None, r"was killed by signal 11 \(SIGSEGV\) after its response "
+                   r"had begun: ended it as truncated$"),
 ]
+
+
+def run_truncated(ep, script, params=None, **kw):
+    """One request for SCRIPT whose response must end as broken: the
+    connection closes at a record boundary without END_REQUEST.  Returns
+    the partial Response."""
+    with pytest.raises(fc.ConnectionClosed) as e:
+        run(ep, script, params, **kw)
+    assert "closed before END_REQUEST" in str(e.value), e.value
+    assert not e.value.reset
+    assert not e.value.partial.complete
+    return e.value.partial
 
 
 @pytest.mark.parametrize("query,status,logged", CRASH_CASES,
@@ -459,11 +473,13 @@ def test_failing_program_costs_a_response_never_the_worker(
     proc, ep = cgi_pool(fpmd, endpoint)
     workers = proc.wait_workers(2)
     mark = proc.log_mark()
-    resp = run(ep, script, {"QUERY_STRING": query})
-    assert resp.protocol_status == fc.REQUEST_COMPLETE
-    assert resp.status == status, resp.stdout
-    if status == 200:
-        assert resp.body == b"partial\n"
+    if status is None:
+        resp = run_truncated(ep, script, {"QUERY_STRING": query})
+        assert resp.status == 200 and resp.body == b"partial\n"
+    else:
+        resp = run(ep, script, {"QUERY_STRING": query})
+        assert resp.protocol_status == fc.REQUEST_COMPLETE
+        assert resp.status == status, resp.stdout
     proc.wait_log("(?m)" + re.escape(str(script)) + " " + logged,
                   since=mark)
     assert proc.worker_pids() == workers
@@ -523,16 +539,24 @@ def test_timeout_kills_the_process_group_and_answers_504(fpmd, endpoint,
     assert run(ep, hello).status == 200
 
 
-def test_timeout_after_output_ends_the_response_as_sent(fpmd, endpoint,
-                                                        cgidir):
+def test_timeout_after_output_ends_the_response_as_truncated(fpmd, endpoint,
+                                                             cgidir):
+    """Its 200 has gone out: too late for a 504, so the response ends
+    without END_REQUEST, which the web server takes for truncated."""
     script = write_script(cgidir, "hang.cgi", HANG_SH)
     proc, ep = cgi_pool(fpmd, endpoint, {"timeout": "1s"})
+    workers = proc.wait_workers(2)
     mark = proc.log_mark()
-    resp = run(ep, script, {"QUERY_STRING": "output"})
+    resp = run_truncated(ep, script, {"QUERY_STRING": "output"})
     assert resp.status == 200
     assert resp.body == b"partial\n"
     proc.wait_log("(?m)" + re.escape(str(script)) + r" ran past timeout "
-                  r"\(1000 ms\): killed its process group$", since=mark)
+                  r"\(1000 ms\): killed its process group, ended its "
+                  r"response as truncated$", since=mark)
+    assert_no_zombies(proc)
+    assert proc.worker_pids() == workers
+    hello = write_script(cgidir, "hello.cgi", HELLO["hello.cgi"])
+    assert run(ep, hello).status == 200
 
 
 def test_client_going_away_kills_the_process_group(fpmd, endpoint, cgidir):
@@ -882,6 +906,39 @@ def test_nginx_timeout_crash_stderr_and_binary(cgi_site):
     assert web.request("GET", "/missing.cgi")[0] == 404
 
 
+def curl(web, path):
+    """GET PATH from nginx WEB with curl; returns (exit code, HTTP status,
+    body).  curl exits 18 when a body ends before its announced end (a
+    chunked body without its last chunk): a truncated response."""
+    if shutil.which("curl") is None:
+        pytest.skip("curl missing")
+    r = subprocess.run(["curl", "-sS", "--max-time", "30", "-o", "-",
+                        "-w", "\n%{http_code}",
+                        f"http://127.0.0.1:{web.port}{path}"],
+                       capture_output=True, timeout=60)
+    body, _, code = r.stdout.rpartition(b"\n")
+    return r.returncode, int(code), body
+
+
+def test_nginx_sees_a_response_cut_short_as_truncated(cgi_site, nginx):
+    """A program that has begun its response, then runs past timeout or
+    dies of a signal: its 200 is out, so nginx must learn that the body
+    is incomplete rather than pass it on as whole; the worker serves on.
+    nginx tells only with fastcgi_keep_conn on (fpmd-handler(3), BUGS)."""
+    proc, plain, cgidir = cgi_site
+    web = nginx(plain.upstream, keepalive=True,
+                location_extra=cgi_location(cgidir))
+    workers = proc.wait_workers(2)
+    for path in ("/hang.cgi?output", "/crash.cgi?late"):
+        assert curl(web, path) == (18, 200, b"partial\n"), path
+    wait_for(lambda: web.error_log.read_text().count(
+        "upstream prematurely closed") >= 2, 10,
+        "nginx to log both truncations")
+    assert curl(web, "/hello.cgi?x")[:2] == (0, 200)
+    assert proc.worker_pids() == workers
+    assert_no_zombies(proc)
+
+
 # ------------------------------------------------------ against fcgiwrap
 
 class Fcgiwrap(ManagedProcess):
@@ -983,6 +1040,7 @@ def test_where_fpmd_differs_from_fcgiwrap(fpmd, endpoint, nginx, fcgiwrap,
     """The documented differences (fpmd.conf(5), THE CGI HANDLER)."""
     write_script(cgidir, "env.cgi", ENV_SH)
     write_script(cgidir, "echo.cgi", ECHO_SH)
+    write_script(cgidir, "crash.cgi", CRASH_SH)
     proc, ep = cgi_pool(fpmd, endpoint)
     ours = nginx(ep, location_extra=cgi_location(cgidir))
     theirs = nginx(fcgiwrap().endpoint, location_extra=cgi_location(cgidir))
@@ -1001,6 +1059,14 @@ def test_where_fpmd_differs_from_fcgiwrap(fpmd, endpoint, nginx, fcgiwrap,
     data = os.urandom(4 * 1024 * 1024)
     status, headers, body = ours.request("POST", "/echo.cgi", body=data)
     assert status == 200 and body == data
+    # A program killed by a signal after its response had begun: fpmd
+    # ends the response as broken, so that nginx (with fastcgi_keep_conn)
+    # cuts the body short (curl: exit 18); fcgiwrap ends it as complete.
+    ours = nginx(ep, keepalive=True, location_extra=cgi_location(cgidir))
+    theirs = nginx(theirs.upstream, keepalive=True,
+                   location_extra=cgi_location(cgidir))
+    assert curl(ours, "/crash.cgi?late") == (18, 200, b"partial\n")
+    assert curl(theirs, "/crash.cgi?late") == (0, 200, b"partial\n")
 
 
 # ------------------------------------------------------------------ gitweb

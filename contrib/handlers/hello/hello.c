@@ -19,13 +19,29 @@ struct hello {
 	unsigned long	 served;
 };
 
-/* Checked at `fpmd -t` and at start: only "greeting" is known. */
+/*
+ * Checked at `fpmd -t`, at start and at each reload.  "greeting" is the
+ * only option: any other name is most likely a typo, which the user
+ * wants to hear of now rather than wonder why it has no effect.
+ * option_at() came after the ABI's first release: under an older fpmd,
+ * which lacks it, unknown names pass unnoticed.
+ */
 static int
 hello_check_options(const struct fpmd_host *host, struct fpmd_pool *pool,
     char *err, size_t errlen)
 {
 	const char	*g = host->option(pool, "greeting");
+	const char	*name, *value;
+	size_t		 i;
 
+	for (i = 0; FPMD_HOST_HAS(host, option_at) &&
+	    host->option_at(pool, i, &name, &value) == 0; i++) {
+		if (strcmp(name, "greeting") != 0) {
+			snprintf(err, errlen, "%s: not an option of the hello "
+			    "handler (greeting)", name);
+			return -1;
+		}
+	}
 	if (g != NULL && strlen(g) > 64) {
 		snprintf(err, errlen, "greeting: at most 64 bytes");
 		return -1;
@@ -73,6 +89,7 @@ hello_handle(const struct fpmd_host *host, struct fpmd_request *req,
 static void
 hello_worker_fini(const struct fpmd_host *host, void *data)
 {
+	(void)host;
 	free(data);
 }
 

@@ -6,11 +6,14 @@
  * built-ins.  The plugin never links against the daemon: everything it
  * may ask of fpmd arrives through the struct fpmd_host function table.
  *
- * Versioning: abi_version must equal FPMD_HANDLER_ABI, and struct_size must
- * be at least the size of the struct the daemon knows.  A mismatch is
- * refused at configuration test, in plain words, and the pool does not start.
- * Fields are only ever appended; FPMD_HANDLER_ABI changes when a field's
- * meaning or a hook's signature changes.
+ * Versioning: abi_version must equal FPMD_HANDLER_ABI.  Fields are only
+ * ever appended to either struct: a plugin built against an older header
+ * sets a smaller struct_size, and fpmd treats the hooks it does not have as
+ * NULL; a plugin checks host->struct_size before calling a host function
+ * added after the first release (see FPMD_HOST_HAS).  FPMD_HANDLER_ABI
+ * changes only when a field's meaning or a hook's signature changes.  A
+ * mismatch is refused at configuration test, in plain words, and the pool
+ * does not start.
  *
  * See fpmd-handler(3) for every function's contract.
  */
@@ -98,7 +101,41 @@ struct fpmd_host {
 			    size_t len);
 	/* The client connection's fd: only ever poll it, never read it. */
 	int		 (*conn_fd)(struct fpmd_request *);
+
+	/* Appended after ABI 1's first release: see FPMD_HOST_HAS. */
+
+	/*
+	 * The Nth entry (0-based) of the pool's handler.options, in the order
+	 * of the configuration; returns 0 and sets *name and *value, or -1
+	 * past the last one.  For check_options to refuse unknown names.
+	 */
+	int		 (*option_at)(struct fpmd_pool *, size_t n,
+			    const char **name, const char **value);
+	/*
+	 * fastcgi.read_timeout in milliseconds (0: none): how long the
+	 * client may leave a request's input stalled.  A handler that polls
+	 * conn_fd() itself enforces it as read_stdin() does.
+	 */
+	long		 (*read_timeout_ms)(struct fpmd_request *);
+	/*
+	 * Ends the response as broken: what is buffered is sent, then the
+	 * connection is closed without FCGI_END_REQUEST, so that the web
+	 * server knows the response is truncated rather than pass it on as
+	 * complete (nginx, with fastcgi_keep_conn on, logs "upstream
+	 * prematurely closed connection" and cuts the client's response
+	 * short).  The handler then returns; every later read and write
+	 * fails.
+	 */
+	void		 (*abort_response)(struct fpmd_request *);
 };
+
+/*
+ * Whether HOST has the function FIELD: a plugin built against this header
+ * may run under an older fpmd, whose table is shorter.
+ */
+#define FPMD_HOST_HAS(host, field)					\
+	((host)->struct_size >= offsetof(struct fpmd_host, field) +	\
+	    sizeof((host)->field) && (host)->field != NULL)
 
 /*
  * The struct a plugin exports as FPMD_HANDLER_SYMBOL.  Every hook but
