@@ -1106,6 +1106,47 @@ conf_check_logs(cfg_t *sec, struct pool_conf *pc)
 		    "request_slowlog_timeout needs slowlog");
 }
 
+/*
+ * A built-in checks its options here; a plugin is loaded and checks them
+ * in a process that has taken the pool's identity (child.c), never here.
+ */
+static void
+conf_check_handler(cfg_t *sec, struct pool_conf *pc)
+{
+	const struct fpmd_handler	*h;
+	struct fpmd_pool		 hp = { .conf = pc };
+	struct stat			 st;
+	char				 err[1024], path[4096];
+
+	if ((h = handler_builtin(pc->handler)) != NULL) {
+		if (h->check_options != NULL && h->check_options(&handler_host,
+		    &hp, err, sizeof(err)) == -1)
+			POOL_ERR(sec, "handler.options", "handler.options: %s",
+			    err);
+		return;
+	}
+	if (handler_path(pc->handler, path, sizeof(path), err,
+	    sizeof(err)) == -1) {
+		POOL_ERR(sec, "handler", "handler: %s", err);
+		return;
+	}
+	if (stat(path, &st) == 0) {
+		pc->handler_dev = st.st_dev;
+		pc->handler_ino = st.st_ino;
+		pc->handler_mtime = st.st_mtim;
+	}
+	switch (child_check_handler(pc, path, err, sizeof(err))) {
+	case CHILD_CHECK_LOAD:
+		POOL_ERR(sec, "handler", "handler: %s", err);
+		break;
+	case CHILD_CHECK_OPTIONS:
+		POOL_ERR(sec, "handler.options", "handler.options: %s", err);
+		break;
+	default:
+		break;
+	}
+}
+
 static void
 conf_check_pool(cfg_t *sec, struct pool_conf *pc, const char *prefix,
     bool allow_root)
@@ -1114,6 +1155,7 @@ conf_check_pool(cfg_t *sec, struct pool_conf *pc, const char *prefix,
 	struct group	*gr;
 	char		 err[256];
 	bool		 root = geteuid() == 0;
+	int		 errors = cp.nerrors;
 
 	if (pc->listen == NULL) {
 		POOL_ERR(sec, "listen", "pool %s: listen is required", pc->name);
@@ -1174,20 +1216,6 @@ conf_check_pool(cfg_t *sec, struct pool_conf *pc, const char *prefix,
 			pc->listen_gid = gr->gr_gid;
 	}
 
-	if (pc->handler != NULL &&
-	    handler_find(pc->handler, err, sizeof(err)) == NULL)
-		POOL_ERR(sec, "handler", "handler: %s", err);
-	else if (pc->handler != NULL) {
-		const struct fpmd_handler	*h;
-		struct fpmd_pool		 hp = { .conf = pc };
-
-		h = handler_find(pc->handler, err, sizeof(err));
-		if (h->check_options != NULL &&
-		    h->check_options(&handler_host, &hp, err,
-		    sizeof(err)) == -1)
-			POOL_ERR(sec, "handler.options", "handler.options: %s",
-			    err);
-	}
 	if (pc->max_requests_jitter > 0 && pc->max_requests == 0)
 		POOL_ERR(sec, "pm.max_requests_jitter",
 		    "pm.max_requests_jitter needs pm.max_requests");
@@ -1197,6 +1225,9 @@ conf_check_pool(cfg_t *sec, struct pool_conf *pc, const char *prefix,
 	conf_check_pm(sec, pc);
 	conf_check_status(sec, pc, prefix);
 	conf_check_logs(sec, pc);
+	/* A plugin is tried as the pool's user: not with a wrong user. */
+	if (cp.nerrors == errors)
+		conf_check_handler(sec, pc);
 }
 
 /*
@@ -1531,8 +1562,14 @@ conf_pool_equal(const struct pool_conf *a, const struct pool_conf *b)
 		}
 	}
 	/* Users and groups are names: a changed uid behind one counts. */
-	return a->uid == b->uid && a->gid == b->gid &&
-	    a->listen_uid == b->listen_uid && a->listen_gid == b->listen_gid;
+	if (a->uid != b->uid || a->gid != b->gid ||
+	    a->listen_uid != b->listen_uid || a->listen_gid != b->listen_gid)
+		return false;
+	/* So does a plugin rebuilt or replaced under the same name. */
+	return a->handler_dev == b->handler_dev &&
+	    a->handler_ino == b->handler_ino &&
+	    a->handler_mtime.tv_sec == b->handler_mtime.tv_sec &&
+	    a->handler_mtime.tv_nsec == b->handler_mtime.tv_nsec;
 }
 
 static void

@@ -269,6 +269,11 @@ struct pool_conf {
 	char		*handler;
 	struct kv	*handler_options;
 	size_t		 nhandler_options;
+	/* A plugin's file as conf_load() found it: a reload loads a plugin
+	 * rebuilt since as a changed pool. */
+	dev_t		 handler_dev;
+	ino_t		 handler_ino;
+	struct timespec	 handler_mtime;
 
 	bool		 clear_env;
 	struct kv	*env;
@@ -335,10 +340,23 @@ void	 conf_print(const struct fpmd_conf *, FILE *);
 const char *pm_style_name(enum pm_style);
 
 /* handler.c */
+/* The built-in handler NAME, or NULL: then NAME names a plugin. */
+const struct fpmd_handler *handler_builtin(const char *name);
 /*
- * Finds the handler NAME: a built-in, libdir/fpmd/handlers/NAME.so or an
- * absolute path.  Returns NULL with the reason in ERR.
+ * The file of plugin NAME: libdir/fpmd/handlers/NAME.so, or NAME itself
+ * when absolute.  -1 with the reason in ERR for any other shape.
  */
+int	 handler_path(const char *name, char *path, size_t len, char *err,
+	    size_t errlen);
+/*
+ * Loads the plugin at PATH and checks it against the ABI; the result has
+ * every hook this fpmd knows (NULL where the plugin predates it).  Never
+ * in the master: only once a process has a pool's identity (child.c).
+ * Returns NULL with the reason in ERR.
+ */
+const struct fpmd_handler *handler_open(const char *path, char *err,
+	    size_t errlen);
+/* A built-in, or handler_path() then handler_open(). */
 const struct fpmd_handler *handler_find(const char *name, char *err,
 	    size_t errlen);
 /* The opaque struct fpmd_pool handed to handlers. */
@@ -592,7 +610,9 @@ enum child_flags {
 	CHILD_TERM_SENT = 1 << 1,
 	CHILD_KILL_SENT = 1 << 2,
 	CHILD_RETIRED = 1 << 3,		/* pm asked it to leave: no respawn */
-	CHILD_TIMED_OUT = 1 << 4	/* killed by request_terminate_timeout */
+	CHILD_TIMED_OUT = 1 << 4,	/* killed by request_terminate_timeout */
+	CHILD_PENDING = 1 << 5,		/* asked of the template: no pid yet */
+	CHILD_ORPHAN = 1 << 6		/* ... and the template died since */
 };
 
 struct pool;
@@ -621,7 +641,8 @@ enum ev_kind {
 	EV_CTL_LISTEN,		/* control.listen: accept */
 	EV_CTL_CONN,		/* a connection to control.listen (fpmctl) */
 	EV_WORKER_OUTPUT,	/* a worker's stdout or stderr (wlog.c) */
-	EV_WORKER_LOG		/* a worker's log channel (wlog.c) */
+	EV_WORKER_LOG,		/* a worker's log channel (wlog.c) */
+	EV_TEMPLATE		/* a pool template's answers (child.c) */
 };
 
 struct ev_source {
@@ -639,8 +660,15 @@ struct pool {
 	bool			 drain_warned;	/* its successor fails at start */
 	struct pool		*successor;	/* the generation replacing it */
 	int64_t			 drain_since_ms;
+	/* The built-in handler; NULL for a plugin, which only the pool's
+	 * template process loads (child.c). */
 	const struct fpmd_handler *handler;
 	struct fpmd_pool	 hpool;
+	pid_t			 tmpl_pid;	/* the template, or 0 */
+	bool			 tmpl_ready;	/* it has run pool_init */
+	int			 tmpl_fd;	/* our end of its socket, or -1 */
+	struct wlog		*tmpl_wlog;
+	struct ev_source	 ev_tmpl;
 	int			 listen_fd;
 	int			 wake_fd;	/* eventfd the workers write */
 	struct ev_source	 ev_wake;
@@ -692,12 +720,44 @@ int64_t	 pool_maintain(struct pool *, long process_max, int others,
 	    int64_t now);
 
 /* child.c */
+/* The master's epoll fd, for the sockets of pool templates. */
+void	 child_init(int ep);
 /*
- * Forks a worker for POOL.  In the child, never returns: it keeps only
- * its pool's socket and the log, drops privileges and runs the request
- * loop.  In the master, returns the new child or NULL (logged).
+ * Starts a worker for POOL.  A built-in's: forked here; in the child,
+ * never returns: it keeps only its pool's socket and the log, drops
+ * privileges and runs the request loop.  A plugin's: asked of the pool's
+ * template process (started first if need be), which forks it as the
+ * master's child; the child is CHILD_PENDING, without a pid, until
+ * child_tmpl_event() hears it.  Returns NULL when nothing was started.
  */
 struct child *child_spawn(struct pool *);
+/* Starts POOL's template process if it uses a plugin and has none. */
+int	 child_tmpl_start(struct pool *);
+/* Reads the template's answers: pids of the workers asked for. */
+void	 child_tmpl_event(struct pool *);
+/*
+ * The template is gone (STATUS as waitpid() says).  Returns true when it
+ * failed to start: the plugin did not load or pool_init failed.
+ */
+bool	 child_tmpl_reaped(struct pool *, int status);
+/* Settles the workers a dead template was asked for: known or never born. */
+void	 child_tmpl_orphans(struct pool *, int64_t now);
+/* Asks the template to run pool_fini and leave: the pool spawns no more. */
+void	 child_tmpl_stop(struct pool *);
+/* Sends SIG to one child, or notes it for a pending one. */
+void	 child_signal(struct child *, int sig);
+/*
+ * Loads the plugin at PATH and has it check POOL's handler.options, in a
+ * process that has taken the pool's identity and confinement.  Returns
+ * CHILD_CHECK_OK, or another value with the reason in ERR.
+ */
+enum child_check {
+	CHILD_CHECK_OK,
+	CHILD_CHECK_LOAD,	/* the plugin did not load, or cannot be run */
+	CHILD_CHECK_OPTIONS	/* check_options refused */
+};
+enum child_check child_check_handler(const struct pool_conf *,
+	    const char *path, char *err, size_t errlen);
 /*
  * Accounts for a reaped child: logs, frees, updates the pool.  Returns
  * the signal that killed it when nobody asked it to die, else 0.
@@ -787,6 +847,11 @@ struct wlog *wlog_new(struct pool *);
 /* In the child: stdin from /dev/null, stdout and stderr onto the pipes
  * (or /dev/null), and its log lines through the channel. */
 void	 wlog_child(struct wlog *);
+/* As wlog_child(), for ends received from elsewhere (a pool template):
+ * the log channel, and stdout and stderr (-1: /dev/null). */
+void	 wlog_child_fds(int chan, int out, int err);
+/* The child's ends, before wlog_parent(): channel, stdout, stderr. */
+void	 wlog_child_ends(const struct wlog *, int fds[3]);
 /* In the master after fork: drops the child's ends and watches ours. */
 void	 wlog_parent(struct wlog *, pid_t);
 /* Once the child is gone: logs what it left unread and frees. */

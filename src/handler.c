@@ -3,12 +3,15 @@
  * with dlopen(3) from libdir/fpmd/handlers/NAME.so or an absolute path,
  * each checked against the ABI before use.
  *
+ * Plugins are never loaded in the master: only in processes that have
+ * taken a pool's identity (child.c), so that no plugin code runs as root.
  * A plugin stays loaded for the life of the process (handlers are few and
  * long-lived); loading the same file twice returns the same handler.
  */
 #include "config.h"
 
 #include <dlfcn.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,16 +26,55 @@ static const struct fpmd_handler *const handler_builtins[] = {
 	&h_cgi,
 };
 
+/* The size of ABI 1's first struct fpmd_handler: the hooks up to worker_fini. */
+#define HANDLER_SIZE_MIN	offsetof(struct fpmd_handler, pool_init)
+
 struct plugin {
-	char				*path;
-	const struct fpmd_handler	*handler;
+	char			*path;
+	/* The plugin's struct, widened to this fpmd's: hooks it lacks are
+	 * NULL. */
+	struct fpmd_handler	 handler;
 };
 
 static struct plugin	*plugins;
 static size_t		 nplugins;
 
-static const struct fpmd_handler *
-handler_load(const char *path, char *err, size_t errlen)
+const struct fpmd_handler *
+handler_builtin(const char *name)
+{
+	size_t	 i;
+
+	for (i = 0; i < sizeof(handler_builtins) / sizeof(handler_builtins[0]);
+	    i++)
+		if (strcmp(handler_builtins[i]->name, name) == 0)
+			return handler_builtins[i];
+	return NULL;
+}
+
+int
+handler_path(const char *name, char *path, size_t len, char *err,
+    size_t errlen)
+{
+	int	 n;
+
+	if (name[0] == '/')
+		n = snprintf(path, len, "%s", name);
+	else if (strchr(name, '/') != NULL || name[0] == '\0' ||
+	    name[0] == '.') {
+		snprintf(err, errlen, "\"%s\": expected a built-in handler "
+		    "(echo, cgi), a plugin name or an absolute path", name);
+		return -1;
+	} else
+		n = snprintf(path, len, "%s/%s.so", HANDLERDIR, name);
+	if (n < 0 || (size_t)n >= len) {
+		snprintf(err, errlen, "\"%s\": path too long", name);
+		return -1;
+	}
+	return 0;
+}
+
+const struct fpmd_handler *
+handler_open(const char *path, char *err, size_t errlen)
 {
 	const struct fpmd_handler	*h;
 	struct plugin			*p;
@@ -41,7 +83,7 @@ handler_load(const char *path, char *err, size_t errlen)
 
 	for (i = 0; i < nplugins; i++)
 		if (strcmp(plugins[i].path, path) == 0)
-			return plugins[i].handler;
+			return &plugins[i].handler;
 	if ((dl = dlopen(path, RTLD_NOW | RTLD_LOCAL)) == NULL) {
 		snprintf(err, errlen, "cannot load %s: %s", path, dlerror());
 		return NULL;
@@ -59,12 +101,11 @@ handler_load(const char *path, char *err, size_t errlen)
 		    FPMD_HANDLER_ABI);
 		goto fail;
 	}
-	if (h->struct_size < sizeof(struct fpmd_handler) || h->name == NULL ||
+	if (h->struct_size < HANDLER_SIZE_MIN || h->name == NULL ||
 	    h->handle == NULL) {
 		snprintf(err, errlen, "%s: its struct fpmd_handler is "
-		    "incomplete (size %u, want %zu, and a name and a handle "
-		    "hook)", path, h->struct_size,
-		    sizeof(struct fpmd_handler));
+		    "incomplete (size %u, want at least %zu, and a name and a "
+		    "handle hook)", path, h->struct_size, HANDLER_SIZE_MIN);
 		goto fail;
 	}
 	p = reallocarray(plugins, nplugins + 1, sizeof(*plugins));
@@ -75,8 +116,11 @@ handler_load(const char *path, char *err, size_t errlen)
 		goto fail;
 	}
 	plugins = p;
-	plugins[nplugins++].handler = h;
-	return h;
+	memset(&p[nplugins].handler, 0, sizeof(p[nplugins].handler));
+	memcpy(&p[nplugins].handler, h, h->struct_size <
+	    sizeof(struct fpmd_handler) ? h->struct_size :
+	    sizeof(struct fpmd_handler));
+	return &plugins[nplugins++].handler;
 fail:
 	dlclose(dl);
 	return NULL;
@@ -85,20 +129,12 @@ fail:
 const struct fpmd_handler *
 handler_find(const char *name, char *err, size_t errlen)
 {
-	char	 path[4096];
-	size_t	 i;
+	const struct fpmd_handler	*h;
+	char				 path[4096];
 
-	for (i = 0; i < sizeof(handler_builtins) / sizeof(handler_builtins[0]);
-	    i++)
-		if (strcmp(handler_builtins[i]->name, name) == 0)
-			return handler_builtins[i];
-	if (name[0] == '/')
-		return handler_load(name, err, errlen);
-	if (strchr(name, '/') != NULL || name[0] == '\0' || name[0] == '.') {
-		snprintf(err, errlen, "\"%s\": expected a built-in handler "
-		    "(echo, cgi), a plugin name or an absolute path", name);
+	if ((h = handler_builtin(name)) != NULL)
+		return h;
+	if (handler_path(name, path, sizeof(path), err, errlen) == -1)
 		return NULL;
-	}
-	snprintf(path, sizeof(path), "%s/%s.so", HANDLERDIR, name);
-	return handler_load(path, err, errlen);
+	return handler_open(path, err, errlen);
 }

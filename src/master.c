@@ -38,6 +38,9 @@ enum master_state {
 	MASTER_KILLING		/* KILL sent */
 };
 
+/* Deaths of pids no template has named yet, kept at most. */
+#define MASTER_STASH_MAX	64
+
 static struct {
 	struct fpmd_conf	*conf;
 	const struct options	*opts;
@@ -57,6 +60,11 @@ static struct {
 	size_t			 ncrashes_size;
 	struct ev_source	 ev_signal;
 	struct ev_source	 ev_timer;
+	struct {
+		pid_t		 pid;
+		int		 status;
+	}			 stash[MASTER_STASH_MAX];	/* master_stash() */
+	size_t			 nstash;
 } m = {
 	.ep = -1, .sfd = -1, .tfd = -1, .ready_fd = -1,
 	.ev_signal = { .kind = EV_SIGNAL },
@@ -99,8 +107,11 @@ master_stop(enum master_state to, int sig, int64_t timeout_ms)
 		return;
 	m.state = to;
 	m.deadline = now_ms() + timeout_ms;
-	TAILQ_FOREACH(p, &m.pools, entry)
+	TAILQ_FOREACH(p, &m.pools, entry) {
+		/* A template runs pool_fini and leaves once its socket closes. */
+		child_tmpl_stop(p);
 		pool_signal_all(p, sig);
+	}
 	if (to == MASTER_FINISHING || to == MASTER_TERMINATING)
 		sdn_send("STOPPING=1");
 }
@@ -147,25 +158,80 @@ master_crash(int sig, int64_t now)
 		pool_signal_all(p, SIGQUIT);
 }
 
+/* A child is gone: bookkeeping, start failures, crash accounting. */
+static void
+master_child_exited(struct child *c, int status)
+{
+	bool	 young;
+	int	 sig;
+
+	young = c->pool->sb->slots[c->slot].state == SB_STARTING;
+	sig = child_reaped(c, status);
+	if (!m.ready && young && !(WIFEXITED(status) &&
+	    WEXITSTATUS(status) == 0))
+		m.start_failed = true;
+	master_crash(sig, now_ms());
+}
+
+/*
+ * A pid nobody knows yet: a worker a template forked that died before the
+ * template's answer was read.  Kept until the answer names it.
+ */
+static void
+master_stash(pid_t pid, int status)
+{
+	if (m.nstash == MASTER_STASH_MAX) {
+		log_notice("reaped unknown child %ld", (long)m.stash[0].pid);
+		memmove(&m.stash[0], &m.stash[1],
+		    (MASTER_STASH_MAX - 1) * sizeof(m.stash[0]));
+		m.nstash--;
+	}
+	m.stash[m.nstash].pid = pid;
+	m.stash[m.nstash].status = status;
+	m.nstash++;
+}
+
+/* After a template's answers: the stashed deaths they explain. */
+static void
+master_unstash(void)
+{
+	struct child	*c;
+	size_t		 i = 0;
+
+	while (i < m.nstash) {
+		if ((c = pool_child_by_pid(&m.pools, m.stash[i].pid)) ==
+		    NULL) {
+			i++;
+			continue;
+		}
+		master_child_exited(c, m.stash[i].status);
+		memmove(&m.stash[i], &m.stash[i + 1],
+		    (m.nstash - i - 1) * sizeof(m.stash[0]));
+		m.nstash--;
+	}
+}
+
 static void
 master_reap(void)
 {
 	struct child	*c;
+	struct pool	*p;
 	pid_t		 pid;
-	int		 status, sig;
-	bool		 young;
+	int		 status;
 
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-		if ((c = pool_child_by_pid(&m.pools, pid)) == NULL) {
-			log_notice("reaped unknown child %ld", (long)pid);
+		if ((c = pool_child_by_pid(&m.pools, pid)) != NULL) {
+			master_child_exited(c, status);
 			continue;
 		}
-		young = c->pool->sb->slots[c->slot].state == SB_STARTING;
-		sig = child_reaped(c, status);
-		if (!m.ready && young && !(WIFEXITED(status) &&
-		    WEXITSTATUS(status) == 0))
+		TAILQ_FOREACH(p, &m.pools, entry)
+			if (p->tmpl_pid == pid)
+				break;
+		if (p == NULL)
+			master_stash(pid, status);
+		else if (child_tmpl_reaped(p, status) && !m.ready &&
+		    !p->draining)
 			m.start_failed = true;
-		master_crash(sig, now_ms());
 	}
 }
 
@@ -587,9 +653,8 @@ master_terminate_stuck(struct pool *p)
 		log_warnx("[pool %s] child %ld, script '%s' (request: \"%s %s\") "
 		    "execution timed out (%.3f sec), terminating", pc->name,
 		    (long)c->pid, s.script, s.method, s.uri, ran);
-		if (kill(c->pid, SIGKILL) == -1)
-			log_warn("[pool %s] kill(%ld)", pc->name, (long)c->pid);
-		c->flags |= CHILD_KILL_SENT | CHILD_TIMED_OUT;
+		child_signal(c, SIGKILL);
+		c->flags |= CHILD_TIMED_OUT;
 		p->sb->pool->kills_timeout++;
 	}
 	/* As PHP-FPM: look every third of the timeout (not under 100 ms). */
@@ -620,6 +685,9 @@ master_pool_ready(const struct pool *p)
 	const struct child	*c;
 
 	if (!p->pm.started)
+		return false;
+	/* A plugin's pool: its template has run pool_init. */
+	if (p->handler == NULL && !p->tmpl_ready)
 		return false;
 	TAILQ_FOREACH(c, &p->children, entry)
 		if (p->sb->slots[c->slot].state == SB_STARTING)
@@ -670,6 +738,7 @@ master_drain_step(struct pool *p, int64_t now)
 	if (!p->drain_quit && (p->successor == NULL ||
 	    master_generation_serves(p->successor) ||
 	    now - p->drain_since_ms >= m.conf->process_control_timeout_ms)) {
+		child_tmpl_stop(p);
 		pool_signal_all(p, SIGQUIT);
 		p->drain_quit = true;
 		p->drain_since_ms = now;
@@ -684,7 +753,7 @@ master_drain_step(struct pool *p, int64_t now)
 		    MASTER_KILL_GRACE_MS)
 			pool_signal_all(p, SIGKILL);
 	}
-	if (p->nchildren == 0) {
+	if (p->nchildren == 0 && p->tmpl_pid == 0) {
 		log_notice("[pool %s] old generation gone", p->conf->name);
 		TAILQ_REMOVE(&m.pools, p, entry);
 		pool_free(p, m.ep);
@@ -778,7 +847,7 @@ master_children_left(void)
 	struct pool	*p;
 
 	TAILQ_FOREACH(p, &m.pools, entry)
-		if (p->nchildren > 0)
+		if (p->nchildren > 0 || p->tmpl_pid != 0)
 			return true;
 	return false;
 }
@@ -822,6 +891,7 @@ master_setup(void)
 		return -1;
 	}
 	wlog_init(m.ep);
+	child_init(m.ep);
 	ev.data.ptr = &m.ev_signal;
 	if (epoll_ctl(m.ep, EPOLL_CTL_ADD, m.sfd, &ev) == -1) {
 		log_error("epoll_ctl");
@@ -921,6 +991,10 @@ master_on_event(struct ev_source *src, uint32_t events)
 	case EV_WORKER_LOG:
 		wlog_on_event(src, events);
 		break;
+	case EV_TEMPLATE:
+		child_tmpl_event(src->pool);
+		master_unstash();
+		break;
 	}
 }
 
@@ -928,6 +1002,7 @@ int
 master_main(struct fpmd_conf *conf, const struct options *opts, int ready_fd)
 {
 	struct epoll_event	 evs[16];
+	struct pool		*p;
 	int64_t			 now, next, beat;
 	int			 n, i, rc = 0;
 
@@ -945,6 +1020,8 @@ master_main(struct fpmd_conf *conf, const struct options *opts, int ready_fd)
 	for (;;) {
 		now = now_ms();
 		master_deadline(now);
+		TAILQ_FOREACH(p, &m.pools, entry)
+			child_tmpl_orphans(p, now);
 		next = PM_TICK_MS;
 		if (m.start_failed && !m.ready && m.state == MASTER_RUNNING) {
 			log_errorx("workers fail at start: giving up (see "

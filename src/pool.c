@@ -33,6 +33,7 @@ pool_new(struct fpmd_conf *owner, struct pool_conf *pc,
 	p->owner = owner;
 	owner->refs++;
 	p->listen_fd = p->wake_fd = p->status_fd = p->status_ep = -1;
+	p->tmpl_fd = -1;
 	p->access_fd = p->slow_fd = -1;
 	TAILQ_INIT(&p->children);
 	TAILQ_INIT(&p->status_conns);
@@ -41,8 +42,8 @@ pool_new(struct fpmd_conf *owner, struct pool_conf *pc,
 	p->ev_wake.pool = p;
 	p->ev_listen.kind = EV_LISTEN;
 	p->ev_listen.pool = p;
-	if ((p->handler = handler_find(pc->handler, err, errlen)) == NULL)
-		goto fail;
+	/* A plugin was tried by conf_load(); its template loads it. */
+	p->handler = handler_builtin(pc->handler);
 	/* Room for a full pool plus as many leaving workers. */
 	nslots = (size_t)pc->max_children * 2;
 	if ((p->sb = sb_new(nslots)) == NULL ||
@@ -139,6 +140,8 @@ pool_free(struct pool *p, int ep)
 		wlog_free(c->wlog);
 		free(c);
 	}
+	child_tmpl_stop(p);
+	wlog_free(p->tmpl_wlog);
 	plog_close(p);
 	statusd_close(p);
 	/* A socket systemd passed is systemd's: close it, never unlink it. */
@@ -229,14 +232,14 @@ pool_signal_all(struct pool *p, int sig)
 
 	flag = sig == SIGQUIT ? CHILD_QUIT_SENT : sig == SIGTERM ?
 	    CHILD_TERM_SENT : CHILD_KILL_SENT;
-	TAILQ_FOREACH(c, &p->children, entry) {
-		if (c->flags & flag)
-			continue;
-		if (kill(c->pid, sig) == -1)
-			log_warn("[pool %s] kill(%ld, SIG%s)", p->conf->name,
-			    (long)c->pid, signal_name(sig));
-		c->flags |= flag;
-	}
+	TAILQ_FOREACH(c, &p->children, entry)
+		if (!(c->flags & flag))
+			child_signal(c, sig);
+	/* A template leaves when its socket closes; these are for one that
+	 * hangs in pool_fini. */
+	if (p->tmpl_pid != 0 && sig != SIGQUIT && kill(p->tmpl_pid, sig) == -1)
+		log_warn("[pool %s] kill(%ld, SIG%s)", p->conf->name,
+		    (long)p->tmpl_pid, signal_name(sig));
 }
 
 /*
@@ -272,10 +275,8 @@ pool_retire(struct pool *p, int count, bool expired_only, int64_t now,
 		log_debug("[pool %s] retiring child %ld, idle for %lld ms: %s",
 		    p->conf->name, (long)oldest->pid,
 		    (long long)(now - oldest_since), why);
-		if (kill(oldest->pid, SIGQUIT) == -1)
-			log_warn("[pool %s] kill(%ld, SIGQUIT)", p->conf->name,
-			    (long)oldest->pid);
-		oldest->flags |= CHILD_QUIT_SENT | CHILD_RETIRED;
+		child_signal(oldest, SIGQUIT);
+		oldest->flags |= CHILD_RETIRED;
 		p->sb->pool->retired++;
 	}
 }
@@ -287,6 +288,10 @@ pool_maintain(struct pool *p, long process_max, int others, int64_t now)
 	struct pm_plan		 plan;
 	int			 i, spawn;
 
+	/* A plugin's template starts with the pool, so that pool_init is
+	 * done before the first request (an ondemand pool's too). */
+	if (p->handler == NULL && p->tmpl_pid == 0 && now >= p->spawn_after_ms)
+		(void)child_tmpl_start(p);
 	pool_counts(p, now, &n);
 	n.others = others;
 	pm_decide(p->conf, process_max, &n, &p->pm, now, &plan);

@@ -68,7 +68,8 @@ slowlog_check(struct pool *p)
 		return PM_TICK_MS;
 	now = now_real();
 	TAILQ_FOREACH(c, &p->children, entry) {
-		if (c->flags & (CHILD_TERM_SENT | CHILD_KILL_SENT))
+		if (c->flags & (CHILD_TERM_SENT | CHILD_KILL_SENT |
+		    CHILD_PENDING))
 			continue;
 		sb_slot_read(&p->sb->slots[c->slot], &s);
 		/* One entry per request: a request is known by its start. */

@@ -164,30 +164,44 @@ fail:
 void
 wlog_child(struct wlog *w)
 {
-	int	 null, i;
+	wlog_child_fds(w->child_chan, w->out[0].child_fd, w->out[1].child_fd);
+}
+
+void
+wlog_child_fds(int chan, int out, int err)
+{
+	int	 null, i, fds[2] = { out, err };
 
 	/*
 	 * The child's ends may sit on 0-2 if the master was started with
 	 * those closed: lift them out of the way first.
 	 */
-	if (w->child_chan <= STDERR_FILENO)
-		w->child_chan = fcntl(w->child_chan, F_DUPFD_CLOEXEC, 3);
+	if (chan <= STDERR_FILENO)
+		chan = fcntl(chan, F_DUPFD_CLOEXEC, 3);
 	for (i = 0; i < 2; i++)
-		if (w->out[i].child_fd != -1 &&
-		    w->out[i].child_fd <= STDERR_FILENO)
-			w->out[i].child_fd = fcntl(w->out[i].child_fd,
-			    F_DUPFD_CLOEXEC, 3);
-	log_set_channel(w->child_chan);
+		if (fds[i] != -1 && fds[i] <= STDERR_FILENO)
+			fds[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 3);
+	log_set_channel(chan);
 	if ((null = open("/dev/null", O_RDWR | O_CLOEXEC)) == -1) {
 		log_warn("open /dev/null");
 		return;
 	}
 	(void)dup2(null, STDIN_FILENO);
-	for (i = 0; i < 2; i++)
-		(void)dup2(w->out[i].child_fd != -1 ? w->out[i].child_fd : null,
-		    STDOUT_FILENO + i);
+	for (i = 0; i < 2; i++) {
+		(void)dup2(fds[i] != -1 ? fds[i] : null, STDOUT_FILENO + i);
+		if (fds[i] != -1)
+			close(fds[i]);
+	}
 	if (null > STDERR_FILENO)
 		close(null);
+}
+
+void
+wlog_child_ends(const struct wlog *w, int fds[3])
+{
+	fds[0] = w->child_chan;
+	fds[1] = w->out[0].child_fd;
+	fds[2] = w->out[1].child_fd;
 }
 
 void

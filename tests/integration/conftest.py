@@ -10,6 +10,7 @@ Test modules import the plain helpers from here:
     from conftest import Endpoint, pool_conf, parse_echo, wait_for, ...
 """
 
+import atexit
 import fcntl
 import grp
 import http.client
@@ -270,6 +271,25 @@ def proc_children(pid):
             return [int(x) for x in f.read().split()]
     except (FileNotFoundError, ProcessLookupError):
         return []
+
+
+# What a pool template calls itself (comm, in /proc/PID/comm).
+TEMPLATE_COMM = "fpmd-template"
+
+
+def proc_comm(pid):
+    """PID's comm (its name in ps), or None when it does not exist."""
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+
+
+def proc_workers(pid):
+    """The children of fpmd's master PID but its pool templates: its
+    workers."""
+    return [p for p in proc_children(pid) if proc_comm(p) != TEMPLATE_COMM]
 
 
 def proc_stat(pid):
@@ -571,8 +591,15 @@ class FpmdProcess(ManagedProcess):
         self.children()
 
     def worker_pids(self):
-        """Pids of the master's children, sorted."""
-        return sorted(self.children())
+        """Pids of the master's workers, sorted: its children but a pool
+        template (a plugin's pool has one, named TEMPLATE_COMM)."""
+        self.children()
+        return sorted(proc_workers(self.pid)) if self.running() else []
+
+    def template_pids(self):
+        """Pids of the pool templates, sorted."""
+        return sorted(p for p in self.children()
+                      if proc_comm(p) == TEMPLATE_COMM)
 
     def wait_workers(self, count, timeout=10.0, without=()):
         """Until there are exactly COUNT workers, none of them in WITHOUT;
@@ -794,19 +821,46 @@ def fpmd_bin():
     return str(path)
 
 
-@pytest.fixture(scope="session")
-def slow_handler():
-    """Absolute path of the test handler plugin (tests/handlers/slow.c:
-    QUERY_STRING ms=N sleeps, crash=1 dies of SIGSEGV, exit=1 exits 3; the
-    body says "pid N"), for `handler = PATH`.  It is a check_LTLIBRARY,
-    built by `make check` in the build directory ($FPMD_BUILDDIR, default
-    the repository); tests that need it are skipped without it."""
+_PUBLIC_DIR = None
+
+
+def public_copy(path):
+    """A copy of the plugin PATH that any user can read, for `handler =`.
+    fpmd loads a plugin as the pool's user, never as root, so one under a
+    private tmp_path (or a clone in a 0700 directory, as CI's) would not
+    load.  Returns the copy's absolute path as a string."""
+    global _PUBLIC_DIR
+    if _PUBLIC_DIR is None:
+        _PUBLIC_DIR = Path(tempfile.mkdtemp(prefix="fpmd-plugins-",
+                                            dir="/tmp"))
+        os.chmod(_PUBLIC_DIR, 0o755)
+        atexit.register(shutil.rmtree, _PUBLIC_DIR, ignore_errors=True)
+    d = Path(tempfile.mkdtemp(dir=_PUBLIC_DIR))
+    os.chmod(d, 0o755)
+    copy = d / Path(path).name
+    shutil.copyfile(path, copy)
+    os.chmod(copy, 0o755)
+    return str(copy)
+
+
+def built_plugin(name):
+    """A test plugin of tests/handlers (a check_LTLIBRARY, built by `make
+    check` in $FPMD_BUILDDIR, default the repository), as public_copy()
+    gives it; tests that need one are skipped without it."""
     builddir = Path(os.environ.get("FPMD_BUILDDIR", REPO))
-    path = builddir / "tests" / "handlers" / ".libs" / "slow.so"
+    path = builddir / "tests" / "handlers" / ".libs" / f"{name}.so"
     if not path.is_file():
         pytest.skip(f"test handler plugin {path} not built: run `make "
                     f"check` in {builddir} (or set FPMD_BUILDDIR)")
-    return str(path.resolve())
+    return public_copy(path.resolve())
+
+
+@pytest.fixture(scope="session")
+def slow_handler():
+    """The test handler plugin tests/handlers/slow.c (QUERY_STRING ms=N
+    sleeps, crash=1 dies of SIGSEGV, exit=1 exits 3; the body says "pid
+    N"), for `handler = PATH`."""
+    return built_plugin("slow")
 
 
 def run_fpmd(binary, *args, cwd=None, timeout=CMD_TIMEOUT):

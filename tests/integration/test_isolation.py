@@ -28,9 +28,9 @@ from pathlib import Path
 import pytest
 
 import fcgi_client as fc
-from conftest import (IS_ROOT, REPO, Endpoint, FpmdProcess, Raw, free_port,
-                      ipv6_available, nobody_group, pool_conf, echo_request,
-                      render_conf, run_fpmd, wait_for)
+from conftest import (IS_ROOT, Endpoint, FpmdProcess, Raw, built_plugin,
+                      free_port, ipv6_available, nobody_group, pool_conf,
+                      echo_request, render_conf, run_fpmd, wait_for)
 
 USER_A, USER_B, GROUP_G = "fpmdtestA", "fpmdtestB", "fpmdtestG"
 NOLOGIN = "/usr/sbin/nologin"
@@ -98,13 +98,8 @@ def shared():
 
 @pytest.fixture(scope="session")
 def probe_handler():
-    """Absolute path of the probe plugin (a check_LTLIBRARY)."""
-    builddir = Path(os.environ.get("FPMD_BUILDDIR", REPO))
-    path = builddir / "tests" / "handlers" / ".libs" / "probe.so"
-    if not path.is_file():
-        pytest.skip(f"test handler plugin {path} not built: run `make "
-                    f"check` in {builddir} (or set FPMD_BUILDDIR)")
-    return str(path.resolve())
+    """The probe plugin (tests/handlers/probe.c)."""
+    return built_plugin("probe")
 
 
 def unix(shared, name):

@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 
 import fcgi_client
-from conftest import (REPO, IS_ROOT, pool_conf, render_conf, run_fpmd,
-                      wait_for)
+from conftest import (REPO, IS_ROOT, built_plugin, pool_conf, render_conf,
+                      run_fpmd, wait_for)
 
 FILLER = "0123456789abcdefghijklmnopqrstuvwxyz"
 
@@ -33,14 +33,8 @@ def filler(n):
 
 @pytest.fixture(scope="session")
 def noisy_handler():
-    """Absolute path of tests/handlers/noisy.c's plugin, built by `make
-    check` (skipped without it, as slow_handler)."""
-    builddir = Path(os.environ.get("FPMD_BUILDDIR", REPO))
-    path = builddir / "tests" / "handlers" / ".libs" / "noisy.so"
-    if not path.is_file():
-        pytest.skip(f"test handler plugin {path} not built: run `make "
-                    f"check` in {builddir} (or set FPMD_BUILDDIR)")
-    return str(path.resolve())
+    """tests/handlers/noisy.c's plugin."""
+    return built_plugin("noisy")
 
 
 def noisy(ep, query, params=None, timeout=10.0):

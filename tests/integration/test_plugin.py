@@ -1,10 +1,15 @@
 """Handler plugins: fpmd installed into a DESTDIR, the example plugin in
 contrib/handlers/hello built out of tree against the installed header
-with pkg-config, then loaded and served; and every way a plugin can be
+with pkg-config, then loaded and served; every way a plugin can be
 refused at `fpmd -t` (ABI mismatch, missing symbol, unloadable file, bad
-handler.options), each named with the file and the reason."""
+or unknown handler.options), each named with the file and the reason; and
+the host functions appended after the ABI's first release (option_at,
+read_timeout_ms, abort_response), through tests/handlers/abi.c, over
+FastCGI and behind nginx."""
 
+import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -12,7 +17,8 @@ from pathlib import Path
 import pytest
 
 import fcgi_client
-from conftest import REPO, pool_conf, render_conf, run_fpmd
+from conftest import (REPO, built_plugin, pool_conf, public_copy,
+                      render_conf, run_fpmd, wait_for)
 
 BUILDDIR = Path(os.environ.get("FPMD_BUILDDIR", REPO))
 
@@ -59,7 +65,7 @@ def build_hello(tmp_path, dest, prefix, abi=None):
                        env=staged_env(dest, prefix), capture_output=True,
                        text=True, timeout=120)
     assert r.returncode == 0, r.stderr
-    return src / "hello.so"
+    return Path(public_copy(src / "hello.so"))
 
 
 def test_install_lays_out_header_pc_and_binaries(staged):
@@ -118,7 +124,8 @@ def test_missing_symbol_is_refused(fpmd_bin, tmp_path):
     so = tmp_path / "nosym.so"
     subprocess.run(["cc", "-shared", "-fPIC", "-o", str(so), str(src)],
                    check=True)
-    r = run_fpmd(fpmd_bin, "-t", "-c", str(write_conf(tmp_path, str(so))))
+    r = run_fpmd(fpmd_bin, "-t", "-c", str(write_conf(tmp_path,
+                                                       public_copy(so))))
     assert r.returncode == 2, r
     assert 'does not export the symbol "fpmd_handler"' in r.stderr, r.stderr
 
@@ -126,10 +133,11 @@ def test_missing_symbol_is_refused(fpmd_bin, tmp_path):
 def test_unloadable_file_is_refused(fpmd_bin, tmp_path):
     bogus = tmp_path / "bogus.so"
     bogus.write_text("not an ELF file\n")
-    r = run_fpmd(fpmd_bin, "-t", "-c", str(write_conf(tmp_path,
-                                                       str(bogus))))
+    bogus = public_copy(bogus)
+    r = run_fpmd(fpmd_bin, "-t", "-c", str(write_conf(tmp_path, bogus)))
     assert r.returncode == 2, r
     assert f"cannot load {bogus}" in r.stderr, r.stderr
+    assert "file too short" in r.stderr, r.stderr
 
 
 def test_bad_handler_option_is_refused_with_its_name(staged, fpmd_bin,
@@ -149,3 +157,206 @@ def test_plugin_by_name_is_looked_up_in_the_handler_dir(fpmd_bin,
                                                        "no_such_plugin")))
     assert r.returncode == 2, r
     assert "/fpmd/handlers/no_such_plugin.so" in r.stderr, r.stderr
+
+
+def test_unknown_handler_option_is_refused_with_its_name(staged, fpmd_bin,
+                                                         tmp_path):
+    """hello's check_options walks handler.options with option_at(): a
+    misspelt name is a configuration error at its FILE:LINE."""
+    dest, prefix = staged
+    so = build_hello(tmp_path, dest, prefix)
+    conf = write_conf(tmp_path, str(so), {"greeting": "Hi", "greting": "x"})
+    r = run_fpmd(fpmd_bin, "-t", "-c", str(conf))
+    assert r.returncode == 2, r
+    m = re.search(r"(\S*fpmd\.conf):(\d+): handler\.options: greting: not "
+                  r"an option of the hello handler \(greeting\)", r.stderr)
+    assert m, r.stderr
+    assert Path(m.group(1)).resolve() == conf.resolve()
+    # The line is within the handler.options block (today: its end).
+    lines = conf.read_text().splitlines()
+    start = next(i for i, t in enumerate(lines) if "handler.options" in t)
+    end = next(i for i in range(start, len(lines)) if lines[i].strip() == "}")
+    assert start < int(m.group(2)) <= end + 1, (m.group(0), lines)
+    # The known name alone passes.
+    conf = write_conf(tmp_path, str(so), {"greeting": "Hi"})
+    r = run_fpmd(fpmd_bin, "-t", "-c", str(conf))
+    assert r.returncode == 0, r.stderr
+
+
+# ------------------------------------------- host functions of later releases
+
+@pytest.fixture(scope="session")
+def abi_handler():
+    """tests/handlers/abi.c, built by `make check` in the build directory."""
+    return built_plugin("abi")
+
+
+def abi_pool(fpmd, endpoint, abi_handler, tmp_path, **opts):
+    """fpmd with one abi pool of a single worker, so that every request
+    meets the worker the one before it left; access log "%s %m %q", the
+    status page on /status.  Returns (process, endpoint, access log)."""
+    ep = endpoint("unix")
+    access = tmp_path / "access.log"
+    conf = {"handler": abi_handler, "pm.max_children": 1,
+            "access.log": str(access), "access.format": "%s %m %q",
+            "pm.status_path": "/status"}
+    conf.update(opts)
+    return fpmd([pool_conf(ep, opts=conf)]), ep, access
+
+
+def abi_params(query, method="GET"):
+    return {"REQUEST_METHOD": method, "QUERY_STRING": query,
+            "SCRIPT_NAME": "/abi", "REQUEST_URI": f"/abi?{query}"}
+
+
+def abi_page(body):
+    """The abi page without its first line; and the pid that line says."""
+    first, _, rest = body.decode().partition("\n")
+    m = re.fullmatch(r"pid: (\d+)", first)
+    assert m, body
+    return rest, int(m.group(1))
+
+
+HEAD = b"Status: 200 OK\r\nContent-Type: text/plain\r\n\r\n"
+
+
+@pytest.mark.parametrize("read_timeout,ms", [(None, 30000), ("7s", 7000),
+                                             ("0", 0)])
+def test_option_at_lists_options_in_order_and_read_timeout_ms(
+        fpmd, endpoint, abi_handler, tmp_path, read_timeout, ms):
+    options = {"zeta": "1", "alpha": "two words", "mid": "a=b"}
+    proc, ep, _ = abi_pool(fpmd, endpoint, abi_handler, tmp_path, **{
+        "handler.options": options, "fastcgi.read_timeout": read_timeout})
+    resp = fcgi_client.request(ep.client, abi_params(""))
+    assert resp.status == 200, resp.stdout
+    assert abi_page(resp.body)[0] == (
+        "has: 1 1 1\n"
+        f"read_timeout_ms: {ms}\n"
+        "option: zeta=1\noption: alpha=two words\noption: mid=a=b\n")
+
+
+def test_option_at_without_options_lists_none(fpmd, endpoint, abi_handler,
+                                              tmp_path):
+    proc, ep, _ = abi_pool(fpmd, endpoint, abi_handler, tmp_path)
+    resp = fcgi_client.request(ep.client, abi_params(""))
+    assert abi_page(resp.body)[0] == "has: 1 1 1\nread_timeout_ms: 30000\n"
+
+
+def read_broken(conn, params, stdin=b"", **kw):
+    """Sends a request that the handler ends with abort_response(): the
+    connection must close at a record boundary without END_REQUEST.
+    Returns the partial Response."""
+    conn.send_request(params, stdin, **kw)
+    with pytest.raises(fcgi_client.ConnectionClosed) as e:
+        conn.read_response()
+    assert "closed before END_REQUEST" in str(e.value), e.value
+    assert not e.value.reset, "the connection was reset, not closed"
+    resp = e.value.partial
+    assert not resp.complete
+    # Neither END_REQUEST nor the empty STDOUT record that ends a stream.
+    assert all(r.type == fcgi_client.STDOUT and r.content
+               for r in resp.records), resp.records
+    return resp
+
+
+@pytest.mark.parametrize("size", [0, 100, 200000])
+def test_abort_response_closes_without_end_request(fpmd, endpoint,
+                                                   abi_handler, tmp_path,
+                                                   size):
+    """What the handler buffered (never flushed) still leaves, whole
+    records only, then the close; even on a kept connection."""
+    proc, ep, access = abi_pool(fpmd, endpoint, abi_handler, tmp_path)
+    mark = proc.log_mark()
+    with fcgi_client.Connection(ep.client, timeout=30) as conn:
+        resp = read_broken(conn, abi_params(f"abort={size}"),
+                           keep_conn=True)
+    assert resp.stdout == HEAD + b"x" * size
+    m = proc.wait_log(r"child (\d+): abi: after abort_response: write -1, "
+                      r"read -1, aborted 1", since=mark)
+    proc.wait_log(r"connection closed: the handler ended the response as "
+                  r"broken", since=mark)
+    # Counted as served, with the status it sent; the worker serves on.
+    resp = fcgi_client.request(ep.client, abi_params(""))
+    assert resp.status == 200
+    assert abi_page(resp.body)[1] == int(m.group(1))
+    lines = wait_for(lambda: (lambda t: t if t.count("\n") >= 2 else None)(
+        access.read_text()), 10, "two access lines").splitlines()
+    assert lines[:2] == [f"200 GET abort={size}", "200 GET "], lines
+    page = json.loads(fcgi_client.request(ep.client, {
+        "REQUEST_METHOD": "GET", "QUERY_STRING": "json&full",
+        "SCRIPT_NAME": "/status"}).body)
+    assert page["processes"][0]["requests"] == 2, page
+
+
+def test_abort_response_before_any_output_sends_nothing(fpmd, endpoint,
+                                                        abi_handler,
+                                                        tmp_path):
+    """No fpmd-made 500 takes the place of the broken response."""
+    proc, ep, _ = abi_pool(fpmd, endpoint, abi_handler, tmp_path)
+    with fcgi_client.Connection(ep.client, timeout=30) as conn:
+        resp = read_broken(conn, abi_params("abort=0&head=0"))
+    assert resp.stdout == b""
+
+
+def test_abort_response_with_the_body_unread_is_no_reset(fpmd, endpoint,
+                                                         abi_handler,
+                                                         tmp_path):
+    """The client is still sending a body the handler never read: the
+    worker drains it before closing, so the client reads the partial
+    answer and an orderly close rather than a reset."""
+    proc, ep, _ = abi_pool(fpmd, endpoint, abi_handler, tmp_path)
+    with fcgi_client.Connection(ep.client, timeout=30) as conn:
+        resp = read_broken(conn, abi_params("abort=10&noread=1", "POST"),
+                           os.urandom(1024 * 1024))
+    assert resp.stdout == HEAD + b"x" * 10
+
+
+def curl(web, path):
+    """GET PATH from nginx WEB with curl; returns (exit code, HTTP status,
+    body).  curl exits 18 when the body ended before its announced end
+    (a chunked body without its last chunk)."""
+    r = subprocess.run(["curl", "-sS", "--max-time", "30", "-o", "-",
+                        "-w", "\n%{http_code}",
+                        f"http://127.0.0.1:{web.port}{path}"],
+                       capture_output=True, timeout=60)
+    body, _, code = r.stdout.rpartition(b"\n")
+    return r.returncode, int(code), body
+
+
+def test_abort_response_is_a_truncated_response_behind_nginx(
+        fpmd, endpoint, nginx, abi_handler, tmp_path):
+    """With fastcgi_keep_conn on, nginx expects END_REQUEST: a close
+    before it is an error, and the client's body is cut short."""
+    if shutil.which("curl") is None:
+        pytest.skip("curl missing")
+    proc, ep, _ = abi_pool(fpmd, endpoint, abi_handler, tmp_path)
+    web = nginx(ep, keepalive=True)
+    worker = abi_page(curl(web, "/abi")[2])[1]
+    rc, status, body = curl(web, "/abi?abort=5000")
+    assert (rc, status) == (18, 200), (rc, status, web.log_tail())
+    assert body == b"x" * 5000
+    wait_for(lambda: "upstream prematurely closed connection while reading "
+             "upstream" in web.error_log.read_text(), 10,
+             "nginx to log the truncation")
+    # Nothing sent at all: nginx has no header to pass on.
+    rc, status, body = curl(web, "/abi?abort=0&head=0")
+    assert (rc, status) == (0, 502), (rc, status, body)
+    # The same worker serves on, through the same nginx.
+    rc, status, body = curl(web, "/abi")
+    assert (rc, status) == (0, 200), (rc, status, body)
+    assert abi_page(body)[1] == worker
+
+
+def test_without_keep_conn_nginx_takes_the_close_for_the_end(
+        fpmd, endpoint, nginx, abi_handler, tmp_path):
+    """The limit of abort_response() (fpmd-handler(3), BUGS): without
+    fastcgi_keep_conn, nginx ends a response at the close of the
+    connection and ignores END_REQUEST, so a response ended as broken
+    after its header passes as complete.  Only a response broken before
+    its header is still told apart (502)."""
+    if shutil.which("curl") is None:
+        pytest.skip("curl missing")
+    proc, ep, _ = abi_pool(fpmd, endpoint, abi_handler, tmp_path)
+    web = nginx(ep)
+    assert curl(web, "/abi?abort=5000") == (0, 200, b"x" * 5000)
+    assert curl(web, "/abi?abort=0&head=0")[:2] == (0, 502)

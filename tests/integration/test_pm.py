@@ -19,7 +19,7 @@ import pytest
 
 import fcgi_client as fc
 from conftest import (READY_LINE, check_ok, parse_echo, pool_conf,
-                      proc_children, proc_stat, same_process_alive, wait_for)
+                      proc_workers, proc_stat, same_process_alive, wait_for)
 
 MAX_CHILDREN_LINE = (r"WARNING: \[pool {pool}\] server reached "
                      r"pm.max_children setting \({n}\), consider raising it")
@@ -144,7 +144,7 @@ class WorkerSampler(threading.Thread):
 
     def run(self):
         while not self.halt.is_set():
-            pids = proc_children(self.pid)
+            pids = proc_workers(self.pid)
             self.most = max(self.most, len(pids))
             self.seen.update(pids)
             self.halt.wait(self.interval)
@@ -235,7 +235,7 @@ def step_to_max(proc, ep, count, ms):
         t0 = time.monotonic()
         conns = send_all(ep.client, [f"ms={ms}"] * count)
         try:
-            wait_for(lambda: len(proc_children(proc.pid)) >= count, 10,
+            wait_for(lambda: len(proc_workers(proc.pid)) >= count, 10,
                      f"{count} workers", max_interval=0.002)
             took = time.monotonic() - t0
         finally:

@@ -148,10 +148,11 @@ struct fpmd_handler {
 	const char	*name;
 
 	/*
-	 * Checks handler.options.  Called at configuration test and at start,
-	 * in the master, before any privilege drop: it must not touch the
-	 * file system or keep state.  On error, write one line naming the
-	 * option into ERR (at most ERRLEN bytes) and return -1.
+	 * Checks handler.options.  Called at configuration test, at start and
+	 * at every reload, in a short-lived process that has already taken
+	 * the pool's identity and confinement (no plugin code ever runs as
+	 * root): it must not keep state.  On error, write one line naming
+	 * the option into ERR (at most ERRLEN bytes) and return -1.
 	 */
 	int	(*check_options)(const struct fpmd_host *, struct fpmd_pool *,
 		    char *err, size_t errlen);
@@ -169,6 +170,25 @@ struct fpmd_handler {
 		    void *worker_data);
 	/* Once per worker, before a clean exit. */
 	void	(*worker_fini)(const struct fpmd_host *, void *worker_data);
+
+	/* Appended after ABI 1's first release: a smaller struct_size is
+	 * a plugin without them. */
+
+	/*
+	 * Once per pool (per generation: a reload that changes the pool runs
+	 * it again), in the pool's template process, after the privilege
+	 * drop and before any worker exists; may set *pool_data, which every
+	 * worker then reads through host->pool_data().  Workers are forked
+	 * from the template, so what pool_init builds (a parsed template
+	 * cache, a loaded model, a preloaded interpreter) is shared by all of
+	 * them copy-on-write.  It must leave no threads running: a worker is
+	 * a fork of this one thread.  -1 fails the pool's start.
+	 */
+	int	(*pool_init)(const struct fpmd_host *, struct fpmd_pool *,
+		    void **pool_data);
+	/* In the template, when the pool (or its generation) ends. */
+	void	(*pool_fini)(const struct fpmd_host *, struct fpmd_pool *,
+		    void *pool_data);
 };
 
 #ifdef __cplusplus
