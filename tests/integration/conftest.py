@@ -326,9 +326,9 @@ def proc_status_kb(pid):
     return out
 
 
-def tcp_rx_queue(local_port, remote_port):
-    """Receive-queue bytes of the TCP socket local_port <-> remote_port
-    (from /proc/net/tcp{,6}), or None when there is no such socket."""
+def proc_net_tcp():
+    """The rows of /proc/net/tcp and /proc/net/tcp6, each split into its
+    columns (local address, remote address, state, queues, ..., inode)."""
     for name in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             with open(name) as f:
@@ -336,11 +336,17 @@ def tcp_rx_queue(local_port, remote_port):
         except FileNotFoundError:
             continue
         for row in rows:
-            cols = row.split()
-            lport = int(cols[1].rsplit(":", 1)[1], 16)
-            rport = int(cols[2].rsplit(":", 1)[1], 16)
-            if lport == local_port and rport == remote_port:
-                return int(cols[4].split(":")[1], 16)
+            yield row.split()
+
+
+def tcp_rx_queue(local_port, remote_port):
+    """Receive-queue bytes of the TCP socket local_port <-> remote_port
+    (from /proc/net/tcp{,6}), or None when there is no such socket."""
+    for cols in proc_net_tcp():
+        lport = int(cols[1].rsplit(":", 1)[1], 16)
+        rport = int(cols[2].rsplit(":", 1)[1], 16)
+        if lport == local_port and rport == remote_port:
+            return int(cols[4].split(":")[1], 16)
     return None
 
 
@@ -910,6 +916,12 @@ def fpmd(fpmd_bin, tmp_path):
         return proc
 
     yield make
+    cleanup_all(started)
+
+
+def cleanup_all(started):
+    """Stops, last first, every process a fixture STARTED (their
+    cleanup()), then fails the test with what each of them left wrong."""
     problems = []
     for proc in reversed(started):
         try:
@@ -918,6 +930,39 @@ def fpmd(fpmd_bin, tmp_path):
             problems.append(str(e))
     if problems:
         pytest.fail("\n".join(problems), pytrace=False)
+
+
+def curl(port, path):
+    """GET PATH from 127.0.0.1:PORT with curl; returns (exit code, HTTP
+    status, body).  curl exits 18 when a body ends before its announced
+    end (a chunked body without its last chunk): a truncated response."""
+    if shutil.which("curl") is None:
+        pytest.skip("curl missing")
+    r = subprocess.run(["curl", "-sS", "--max-time", "30", "-o", "-",
+                        "-w", "\n%{http_code}",
+                        f"http://127.0.0.1:{port}{path}"],
+                       capture_output=True, timeout=60)
+    body, _, code = r.stdout.rpartition(b"\n")
+    return r.returncode, int(code), body
+
+
+def slow_params(query):
+    """The params nginx would send for GET /slow?QUERY, for the slow test
+    handler (slow_handler)."""
+    return [("REQUEST_METHOD", "GET"),
+            ("SCRIPT_FILENAME", "/srv/slow"),
+            ("SCRIPT_NAME", "/slow"),
+            ("REQUEST_URI", f"/slow?{query}" if query else "/slow"),
+            ("QUERY_STRING", query)]
+
+
+def slow_answer_pid(resp):
+    """The worker pid in a complete 200 answer of the slow handler."""
+    assert resp.protocol_status == fcgi_client.REQUEST_COMPLETE, resp
+    assert resp.status == 200, resp.stdout[:300]
+    m = re.fullmatch(rb"pid (\d+)\n", resp.body)
+    assert m, resp.body[:300]
+    return int(m.group(1))
 
 
 @pytest.fixture

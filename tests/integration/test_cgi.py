@@ -24,9 +24,9 @@ from pathlib import Path
 import pytest
 
 import fcgi_client as fc
-from conftest import (IS_ROOT, START_TIMEOUT, ManagedProcess, pool_conf,
-                      proc_children, proc_stat, render_conf, run_fpmd,
-                      same_process_alive, wait_for)
+from conftest import (IS_ROOT, START_TIMEOUT, ManagedProcess, curl,
+                      pool_conf, proc_children, proc_stat, render_conf,
+                      run_fpmd, same_process_alive, wait_for)
 
 FCGIWRAP_BIN = "/usr/sbin/fcgiwrap"
 GITWEB_CGI = "/usr/share/gitweb/gitweb.cgi"
@@ -906,20 +906,6 @@ def test_nginx_timeout_crash_stderr_and_binary(cgi_site):
     assert web.request("GET", "/missing.cgi")[0] == 404
 
 
-def curl(web, path):
-    """GET PATH from nginx WEB with curl; returns (exit code, HTTP status,
-    body).  curl exits 18 when a body ends before its announced end (a
-    chunked body without its last chunk): a truncated response."""
-    if shutil.which("curl") is None:
-        pytest.skip("curl missing")
-    r = subprocess.run(["curl", "-sS", "--max-time", "30", "-o", "-",
-                        "-w", "\n%{http_code}",
-                        f"http://127.0.0.1:{web.port}{path}"],
-                       capture_output=True, timeout=60)
-    body, _, code = r.stdout.rpartition(b"\n")
-    return r.returncode, int(code), body
-
-
 def test_nginx_sees_a_response_cut_short_as_truncated(cgi_site, nginx):
     """A program that has begun its response, then runs past timeout or
     dies of a signal: its 200 is out, so nginx must learn that the body
@@ -930,11 +916,11 @@ def test_nginx_sees_a_response_cut_short_as_truncated(cgi_site, nginx):
                 location_extra=cgi_location(cgidir))
     workers = proc.wait_workers(2)
     for path in ("/hang.cgi?output", "/crash.cgi?late"):
-        assert curl(web, path) == (18, 200, b"partial\n"), path
+        assert curl(web.port, path) == (18, 200, b"partial\n"), path
     wait_for(lambda: web.error_log.read_text().count(
         "upstream prematurely closed") >= 2, 10,
         "nginx to log both truncations")
-    assert curl(web, "/hello.cgi?x")[:2] == (0, 200)
+    assert curl(web.port, "/hello.cgi?x")[:2] == (0, 200)
     assert proc.worker_pids() == workers
     assert_no_zombies(proc)
 
@@ -1065,8 +1051,8 @@ def test_where_fpmd_differs_from_fcgiwrap(fpmd, endpoint, nginx, fcgiwrap,
     ours = nginx(ep, keepalive=True, location_extra=cgi_location(cgidir))
     theirs = nginx(theirs.upstream, keepalive=True,
                    location_extra=cgi_location(cgidir))
-    assert curl(ours, "/crash.cgi?late") == (18, 200, b"partial\n")
-    assert curl(theirs, "/crash.cgi?late") == (0, 200, b"partial\n")
+    assert curl(ours.port, "/crash.cgi?late") == (18, 200, b"partial\n")
+    assert curl(theirs.port, "/crash.cgi?late") == (0, 200, b"partial\n")
 
 
 # ------------------------------------------------------------------ gitweb

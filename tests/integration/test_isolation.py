@@ -30,7 +30,8 @@ import pytest
 import fcgi_client as fc
 from conftest import (IS_ROOT, Endpoint, FpmdProcess, Raw, built_plugin,
                       free_port, ipv6_available, nobody_group, pool_conf,
-                      echo_request, render_conf, run_fpmd, wait_for)
+                      echo_request, proc_net_tcp, render_conf, run_fpmd,
+                      wait_for)
 
 USER_A, USER_B, GROUP_G = "fpmdtestA", "fpmdtestB", "fpmdtestG"
 NOLOGIN = "/usr/sbin/nologin"
@@ -510,16 +511,9 @@ def listening_inodes():
             # Flags __SO_ACCEPTCON (0x10000) marks a listening socket.
             if int(cols[3], 16) & 0x10000:
                 inodes.add(int(cols[6]))
-    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            with open(name) as f:
-                rows = f.read().splitlines()[1:]
-        except FileNotFoundError:
-            continue
-        for row in rows:
-            cols = row.split()
-            if cols[3] == "0A":
-                inodes.add(int(cols[9]))
+    for cols in proc_net_tcp():
+        if cols[3] == "0A":  # TCP_LISTEN
+            inodes.add(int(cols[9]))
     return inodes
 
 

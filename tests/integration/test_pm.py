@@ -19,7 +19,8 @@ import pytest
 
 import fcgi_client as fc
 from conftest import (READY_LINE, check_ok, parse_echo, pool_conf,
-                      proc_workers, proc_stat, same_process_alive, wait_for)
+                      proc_workers, proc_stat, same_process_alive,
+                      slow_answer_pid, slow_params, wait_for)
 
 MAX_CHILDREN_LINE = (r"WARNING: \[pool {pool}\] server reached "
                      r"pm.max_children setting \({n}\), consider raising it")
@@ -27,27 +28,9 @@ MAX_CHILDREN_LINE = (r"WARNING: \[pool {pool}\] server reached "
 
 # ----------------------------------------------------------------- helpers
 
-def slow_params(query):
-    """The params nginx would send for GET /slow?QUERY."""
-    return [("REQUEST_METHOD", "GET"),
-            ("SCRIPT_FILENAME", "/srv/slow"),
-            ("SCRIPT_NAME", "/slow"),
-            ("REQUEST_URI", f"/slow?{query}" if query else "/slow"),
-            ("QUERY_STRING", query)]
-
-
-def answered_pid(resp):
-    """The worker pid in a complete 200 answer of the slow handler."""
-    assert resp.protocol_status == fc.REQUEST_COMPLETE, resp
-    assert resp.status == 200, resp.stdout[:300]
-    m = re.fullmatch(rb"pid (\d+)\n", resp.body)
-    assert m, resp.body[:300]
-    return int(m.group(1))
-
-
 def slow_request(address, query, timeout=20.0):
     """One request to the slow handler on a new connection: its pid."""
-    return answered_pid(fc.request(address, slow_params(query),
+    return slow_answer_pid(fc.request(address, slow_params(query),
                                    timeout=timeout))
 
 
@@ -88,7 +71,7 @@ def pids_of(results):
     bad = [r for r in results if not isinstance(r, fc.Response)
            or r.status != 200 or r.protocol_status != fc.REQUEST_COMPLETE]
     assert not bad, f"{len(bad)} of {len(results)} requests failed: {bad[:3]}"
-    return [answered_pid(r) for r in results]
+    return [slow_answer_pid(r) for r in results]
 
 
 def pin(address):
@@ -96,7 +79,7 @@ def pin(address):
     the worker it pins)."""
     conn = fc.Connection(address, timeout=20.0)
     try:
-        pid = answered_pid(conn.request(slow_params("ms=0"), keep_conn=True))
+        pid = slow_answer_pid(conn.request(slow_params("ms=0"), keep_conn=True))
     except BaseException:
         conn.close()
         raise
@@ -523,7 +506,7 @@ def test_worker_idle_on_a_kept_connection_is_not_terminated(fpmd, endpoint,
             proc.wait_workers(2, without=[killed])
         assert same_process_alive(pid, born)
         # ... and it serves the next request on that connection.
-        assert answered_pid(conn.request(slow_params("ms=0"),
+        assert slow_answer_pid(conn.request(slow_params("ms=0"),
                                          keep_conn=True)) == pid
     finally:
         conn.close()
@@ -571,7 +554,7 @@ def test_slow_headers_after_a_long_idle_keepalive_are_not_a_stuck_request(
         conn.send_raw(fc.encode_record(fc.PARAMS, 1, params[half:])
                       + fc.encode_record(fc.PARAMS, 1)
                       + fc.encode_stream(fc.STDIN, 1, b""))
-        assert answered_pid(conn.read_response(1)) == pid
+        assert slow_answer_pid(conn.read_response(1)) == pid
     finally:
         conn.close()
     assert "timed out" not in proc.log_text

@@ -39,7 +39,8 @@ import pytest
 import fcgi_client as fc
 from conftest import (CMD_TIMEOUT, IS_ROOT, STOP_TIMEOUT, check_ok,
                       echo_request, peer_has_read_all, pool_conf,
-                      proc_children, proc_stat, render_conf, wait_for)
+                      proc_children, proc_stat, render_conf, slow_answer_pid,
+                      slow_params, wait_for)
 
 RELOADED = r"NOTICE: reloaded: {new} new or replaced, {same} unchanged, " \
            r"{gone} removed"
@@ -93,26 +94,9 @@ def slow_pool(ep, handler, name, **directives):
     return pool_conf(ep, name=name, opts=opts)
 
 
-def slow_params(query):
-    return [("REQUEST_METHOD", "GET"),
-            ("SCRIPT_FILENAME", "/srv/slow"),
-            ("SCRIPT_NAME", "/slow"),
-            ("REQUEST_URI", f"/slow?{query}"),
-            ("QUERY_STRING", query)]
-
-
-def answered_pid(resp):
-    """The worker pid of a complete 200 answer from the slow handler."""
-    assert resp.protocol_status == fc.REQUEST_COMPLETE, resp
-    assert resp.status == 200, resp.stdout[:300]
-    m = re.fullmatch(rb"pid (\d+)\n", resp.body)
-    assert m, resp.body[:300]
-    return int(m.group(1))
-
-
 def slow_pid(ep, ms=0):
     """One quick request to a slow-handler pool: the pid that answered."""
-    return answered_pid(fc.request(ep.client, slow_params(f"ms={ms}"),
+    return slow_answer_pid(fc.request(ep.client, slow_params(f"ms={ms}"),
                                    timeout=20))
 
 
@@ -274,7 +258,7 @@ def test_reload_keeps_unchanged_replaces_changed_adds_and_drains(
         # The old generations finish what they started, then leave.
         for name, flight in flights.items():
             resp, took = flight.result()
-            assert answered_pid(resp) in old[name], name
+            assert slow_answer_pid(resp) in old[name], name
             assert took >= 2.9, (name, took)
     finally:
         for f in flights.values():
@@ -665,7 +649,7 @@ def test_fpmctl_status_reopen_reload_and_graceful_stop(
         r = fpmctl(ctl, "reload")
         assert r.returncode == 1 and "stopping" in r.stderr, r
         resp, took = flight.result()
-        answered_pid(resp)
+        slow_answer_pid(resp)
         assert took >= 2.9
     finally:
         flight.conn.close()
@@ -703,7 +687,7 @@ def test_graceful_stop_waits_for_a_3s_request(fpmd, endpoint, sockdir,
         proc.signal(sig)
         proc.wait_log(rf"received SIG{sig.name[3:]}: finishing in-flight")
         resp, took = flight.result()
-        answered_pid(resp)
+        slow_answer_pid(resp)
         assert took >= 2.9
     finally:
         flight.conn.close()

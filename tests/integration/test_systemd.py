@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 import pytest
 
 import fcgi_client as fc
-from conftest import (REPO, FpmdProcess, echo_request, free_port,
-                      pool_conf, proc_children, render_conf, wait_for)
+from conftest import (REPO, FpmdProcess, cleanup_all, echo_request,
+                      free_port, pool_conf, proc_children, render_conf,
+                      wait_for)
 
 SOCKET_ACTIVATE = shutil.which("systemd-socket-activate") or \
     "/usr/bin/systemd-socket-activate"
@@ -186,14 +187,7 @@ def sd_fpmd(fpmd_bin, tmp_path):
         return proc
 
     yield make
-    problems = []
-    for proc in reversed(started):
-        try:
-            proc.cleanup()
-        except AssertionError as e:
-            problems.append(str(e))
-    if problems:
-        pytest.fail("\n".join(problems), pytrace=False)
+    cleanup_all(started)
 
 
 def status_json(port):
