@@ -913,6 +913,33 @@ child_check_handler(const struct pool_conf *pc, const char *path,
  * left, the kill could only hit a new group if the pid counter had
  * wrapped around pid_max since the worker died, a few ms ago.
  */
+/*
+ * kill(2) with the rights of UID alone: the master, as root, kills only
+ * what the pool's user could kill itself.  Its real and effective uid
+ * become UID for the call (the saved one stays 0, to come back).
+ */
+static int
+child_kill_as(uid_t uid, pid_t target, int sig)
+{
+	int	 rc, saved, dumpable;
+
+	if (geteuid() != 0 || uid == 0)
+		return kill(target, sig);
+	/* A change of effective uid clears it: put it back after. */
+	dumpable = prctl(PR_GET_DUMPABLE, 0, 0, 0, 0);
+	if (setresuid(uid, uid, 0) == -1)
+		return -1;
+	rc = kill(target, sig);
+	saved = errno;
+	if (setresuid(0, 0, 0) == -1)
+		fatal("cannot become root again after a kill as uid %lu",
+		    (unsigned long)uid);
+	if (dumpable > 0)
+		(void)prctl(PR_SET_DUMPABLE, dumpable, 0, 0, 0);
+	errno = saved;
+	return rc;
+}
+
 static void
 child_kill_program(const struct child *c, const struct sb_slot *s)
 {
@@ -920,9 +947,18 @@ child_kill_program(const struct child *c, const struct sb_slot *s)
 
 	if (s->program_pgid <= 0)
 		return;
-	if (kill(-s->program_pgid, SIGKILL) == 0)
+	/*
+	 * The slot is the pool's to write: code running as the pool's user
+	 * (a plugin, or whatever took over the worker) could name any group
+	 * there.  So the group is killed with that user's rights only.
+	 */
+	if (child_kill_as(c->pool->conf->uid, -s->program_pgid, SIGKILL) == 0)
 		log_warnx("[pool %s] child %ld died running a program: killed "
 		    "its process group %ld", pool, (long)c->pid,
+		    (long)s->program_pgid);
+	else if (errno == EPERM)
+		log_warnx("[pool %s] child %ld died naming process group %ld, "
+		    "which is not its user's: left alone", pool, (long)c->pid,
 		    (long)s->program_pgid);
 	else if (errno != ESRCH)
 		log_warn("[pool %s] child %ld died running a program: kill "

@@ -780,13 +780,14 @@ extern const struct fpmd_host handler_host;
 /* Set from the worker's SIGQUIT handler. */
 extern volatile sig_atomic_t worker_quit;
 /*
- * For built-in handlers: the process group of the program that request R
- * runs now (0: none any more), kept in the worker's slot so that the
- * master can end the group when the worker dies (child_reaped()), and the
- * worker itself when it is terminated.  Record the group before the
- * program can fork, clear it before the group's leader is reaped (while
- * the slot names it, its pid cannot name another group).  Safe between
- * vfork and exec: it only writes the shared slot.
+ * host->program_group() (see fpmd/handler.h): the process group of the
+ * program that request R runs now (0: none any more), kept in the worker's
+ * slot so that the master can end the group when the worker dies
+ * (child_reaped(), with the pool user's rights only), and the worker
+ * itself when it is terminated.  Record the group before the program can
+ * fork, clear it before the group's leader is reaped (while the slot names
+ * it, its pid cannot name another group).  Safe between vfork and exec: it
+ * only writes the shared slot.
  */
 void	 worker_program_group(struct fpmd_request *r, pid_t pgid);
 

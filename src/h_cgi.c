@@ -21,8 +21,8 @@
  * wait without a deadline is the program's own run when timeout is 0.
  * A built-in, it reads its options from the pool's configuration; it
  * reaches the request only through the handler ABI, as a plugin would,
- * but for worker_program_group(): the program's process group goes into
- * the worker's scoreboard slot, so that it dies when the worker does.
+ * program_group() included: the program's process group goes into the
+ * worker's scoreboard slot, so that it dies when the worker does.
  */
 #include "config.h"
 
@@ -450,7 +450,7 @@ cgi_child(struct cgi_run *r, char **env, int fds[4], pid_t parent)
 	 * by the hand of the master (or of the dying worker), which learns
 	 * the group here, before exec, so before the program can fork.
 	 */
-	worker_program_group(r->req, getpid());
+	r->host->program_group(r->req, getpid());
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1)
 		goto fail;
 	if (getppid() != parent)
@@ -513,7 +513,7 @@ cgi_reap(struct cgi_run *r)
 	int	 status = 0;
 
 	/* While it is unreaped, its pid names no other group. */
-	worker_program_group(r->req, 0);
+	r->host->program_group(r->req, 0);
 	while (waitpid(r->pid, &status, 0) == -1 && errno == EINTR)
 		;
 	cgi_close(&r->pidfd);

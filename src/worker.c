@@ -783,6 +783,12 @@ worker_slot_state(struct worker_ctx *w, enum sb_state st)
 	w->slot->state = st;
 	if (st == SB_IDLE || st == SB_KEEPALIVE)
 		w->slot->idle_since_ms = now_ms();
+	/*
+	 * The handler has returned, so it runs no program any more: a group
+	 * a plugin forgot to clear must not outlive its leader's pid.
+	 */
+	if (st == SB_FINISHING)
+		__atomic_store_n(&w->slot->program_pgid, 0, __ATOMIC_RELAXED);
 	/* A request begins with its headers: its clock starts now. */
 	if (st == SB_READING) {
 		w->slot->req_started = now_real();
@@ -799,6 +805,12 @@ worker_program_group(struct fpmd_request *r, pid_t pgid)
 {
 	struct sb_slot	*s = r->w->slot;
 
+	/*
+	 * Never the worker's own group, which is the master's: a handler
+	 * that forgot setpgid() would have the master kill itself.
+	 */
+	if (pgid < 0 || (pgid > 0 && pgid == getpgid(s->pid)))
+		pgid = 0;
 	sb_slot_begin(s);
 	/* Atomic: worker_on_term() reads it without the sequence count. */
 	__atomic_store_n(&s->program_pgid, pgid, __ATOMIC_RELAXED);
@@ -1427,4 +1439,5 @@ const struct fpmd_host handler_host = {
 	.option_at = host_option_at,
 	.read_timeout_ms = host_read_timeout_ms,
 	.abort_response = host_abort_response,
+	.program_group = worker_program_group,
 };

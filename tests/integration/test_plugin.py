@@ -5,20 +5,25 @@ refused at `fpmd -t` (ABI mismatch, missing symbol, unloadable file, bad
 or unknown handler.options), each named with the file and the reason; and
 the host functions appended after the ABI's first release (option_at,
 read_timeout_ms, abort_response), through tests/handlers/abi.c, over
-FastCGI and behind nginx."""
+FastCGI and behind nginx; and program_group, through
+tests/handlers/spawner.c: the program group a plugin records dies with
+its worker."""
 
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
 
 import fcgi_client
-from conftest import (REPO, built_plugin, pool_conf, public_copy,
-                      render_conf, run_fpmd, wait_for)
+from conftest import (IS_ROOT, REPO, built_plugin, curl, pool_conf,
+                      proc_stat, public_copy, render_conf, run_fpmd,
+                      same_process_alive, wait_for)
 
 BUILDDIR = Path(os.environ.get("FPMD_BUILDDIR", REPO))
 
@@ -311,18 +316,6 @@ def test_abort_response_with_the_body_unread_is_no_reset(fpmd, endpoint,
     assert resp.stdout == HEAD + b"x" * 10
 
 
-def curl(web, path):
-    """GET PATH from nginx WEB with curl; returns (exit code, HTTP status,
-    body).  curl exits 18 when the body ended before its announced end
-    (a chunked body without its last chunk)."""
-    r = subprocess.run(["curl", "-sS", "--max-time", "30", "-o", "-",
-                        "-w", "\n%{http_code}",
-                        f"http://127.0.0.1:{web.port}{path}"],
-                       capture_output=True, timeout=60)
-    body, _, code = r.stdout.rpartition(b"\n")
-    return r.returncode, int(code), body
-
-
 def test_abort_response_is_a_truncated_response_behind_nginx(
         fpmd, endpoint, nginx, abi_handler, tmp_path):
     """With fastcgi_keep_conn on, nginx expects END_REQUEST: a close
@@ -331,18 +324,18 @@ def test_abort_response_is_a_truncated_response_behind_nginx(
         pytest.skip("curl missing")
     proc, ep, _ = abi_pool(fpmd, endpoint, abi_handler, tmp_path)
     web = nginx(ep, keepalive=True)
-    worker = abi_page(curl(web, "/abi")[2])[1]
-    rc, status, body = curl(web, "/abi?abort=5000")
+    worker = abi_page(curl(web.port, "/abi")[2])[1]
+    rc, status, body = curl(web.port, "/abi?abort=5000")
     assert (rc, status) == (18, 200), (rc, status, web.log_tail())
     assert body == b"x" * 5000
     wait_for(lambda: "upstream prematurely closed connection while reading "
              "upstream" in web.error_log.read_text(), 10,
              "nginx to log the truncation")
     # Nothing sent at all: nginx has no header to pass on.
-    rc, status, body = curl(web, "/abi?abort=0&head=0")
+    rc, status, body = curl(web.port, "/abi?abort=0&head=0")
     assert (rc, status) == (0, 502), (rc, status, body)
     # The same worker serves on, through the same nginx.
-    rc, status, body = curl(web, "/abi")
+    rc, status, body = curl(web.port, "/abi")
     assert (rc, status) == (0, 200), (rc, status, body)
     assert abi_page(body)[1] == worker
 
@@ -358,5 +351,180 @@ def test_without_keep_conn_nginx_takes_the_close_for_the_end(
         pytest.skip("curl missing")
     proc, ep, _ = abi_pool(fpmd, endpoint, abi_handler, tmp_path)
     web = nginx(ep)
-    assert curl(web, "/abi?abort=5000") == (0, 200, b"x" * 5000)
-    assert curl(web, "/abi?abort=0&head=0")[:2] == (0, 502)
+    assert curl(web.port, "/abi?abort=5000") == (0, 200, b"x" * 5000)
+    assert curl(web.port, "/abi?abort=0&head=0")[:2] == (0, 502)
+
+
+# ------------------------------------------------------------ program_group
+
+@pytest.fixture(scope="session")
+def spawner_handler():
+    """tests/handlers/spawner.c, built by `make check` in the build
+    directory."""
+    return built_plugin("spawner")
+
+
+@pytest.fixture
+def rundir():
+    """A fresh directory the pool's user can write the pid file into
+    (when the suite runs as root the pool runs as nobody)."""
+    d = Path(tempfile.mkdtemp(prefix="fpmd-spawner-", dir="/tmp"))
+    d.chmod(0o777)
+    try:
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def spawner_pool(fpmd, endpoint, spawner_handler, **opts):
+    """fpmd with one spawner pool of a single worker."""
+    ep = endpoint("unix")
+    conf = {"handler": spawner_handler, "pm.max_children": 1}
+    conf.update(opts)
+    return fpmd([pool_conf(ep, opts=conf)]), ep
+
+
+def start_program(ep, rundir, query=""):
+    """A connection whose request runs spawner's program, once both of its
+    processes run: returns the connection, the group's leader, its
+    background sleep, and {pid: start time} of the two."""
+    pidfile = rundir / "pids"
+    conn = fcgi_client.Connection(ep.client, timeout=30)
+    try:
+        conn.send_request({"REQUEST_METHOD": "GET", "QUERY_STRING": query,
+                           "SCRIPT_NAME": "/spawn",
+                           "PIDS_FILE": str(pidfile)})
+        text = wait_for(lambda: pidfile.exists() and pidfile.read_text(),
+                        10, "the program to write its pids")
+        leader, child = (int(x) for x in text.split())
+        started = {}
+        for pid in (leader, child):
+            st = proc_stat(pid)
+            assert st is not None and st[0] != "Z", (pid, st)
+            started[pid] = st[2]
+    except BaseException:
+        conn.close()
+        raise
+    return conn, leader, child, started
+
+
+def program_alive(started):
+    return [p for p, t in started.items() if same_process_alive(p, t)]
+
+
+def kill_program_left(started):
+    """Teardown: kills by pid whatever of STARTED still runs."""
+    for pid in program_alive(started):
+        os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize("how", ["kill", "request_terminate_timeout"])
+def test_worker_death_kills_the_recorded_program_group(
+        fpmd, endpoint, spawner_handler, rundir, how):
+    """The plugin forks, sets the group and records it while the child
+    waits, then lets it exec: when the worker dies (SIGKILL, or killed
+    by request_terminate_timeout) the master kills the whole group, the
+    background sleep with the leader."""
+    opts = {"request_terminate_timeout": "2s"} if how != "kill" else {}
+    proc, ep = spawner_pool(fpmd, endpoint, spawner_handler, **opts)
+    mark = proc.log_mark()
+    conn, leader, child, started = start_program(ep, rundir)
+    try:
+        worker = proc_stat(leader)[1]
+        assert worker in proc.worker_pids()
+        assert os.getpgid(leader) == leader
+        assert os.getpgid(child) == leader
+        if how == "kill":
+            os.kill(worker, signal.SIGKILL)
+        wait_for(lambda: not program_alive(started), 10,
+                 f"the program's group {list(started)} to die with its "
+                 f"worker {worker}")
+        proc.wait_log(re.escape(f"[pool www] child {worker} died running "
+                                "a program: killed its process group "
+                                f"{leader}"), since=mark)
+    finally:
+        conn.close()
+        kill_program_left(started)
+    proc.wait_workers(1, without=[worker])
+
+
+def test_without_program_group_the_background_child_survives(
+        fpmd, endpoint, spawner_handler, rundir):
+    """The control: the same program started the same way, its group not
+    recorded (group=0).  The leader dies of its parent-death signal with
+    the worker; its background sleep lives on, and the master, which has
+    reaped the worker and started another, kills no group."""
+    proc, ep = spawner_pool(fpmd, endpoint, spawner_handler)
+    mark = proc.log_mark()
+    conn, leader, child, started = start_program(ep, rundir, "group=0")
+    try:
+        worker = proc_stat(leader)[1]
+        assert worker in proc.worker_pids()
+        os.kill(worker, signal.SIGKILL)
+        wait_for(lambda: not same_process_alive(leader, started[leader]),
+                 10, f"the leader {leader} to die with its worker")
+        proc.wait_log(re.escape(f"[pool www] child {worker} exited on "
+                                "signal 9"), since=mark)
+        proc.wait_workers(1, without=[worker])
+        assert same_process_alive(child, started[child])
+        assert "died running a program" not in proc.log_text[mark:]
+    finally:
+        conn.close()
+        kill_program_left(started)
+
+
+def test_a_group_the_pool_user_may_not_kill_is_left_alone(
+        fpmd, endpoint, spawner_handler, rundir):
+    """A worker gone rogue names a group that is not its user's (here a
+    root sleep in a session of its own) and dies: the master, though
+    root, kills with the pool user's rights only, so the sleep lives."""
+    if not IS_ROOT:
+        pytest.skip("needs root: the victim must be another user's")
+    victim = subprocess.Popen(["sleep", "300"], start_new_session=True)
+    try:
+        proc, ep = spawner_pool(fpmd, endpoint, spawner_handler)
+        mark = proc.log_mark()
+        conn, leader, child, started = start_program(
+            ep, rundir, f"lie={victim.pid}")
+        try:
+            worker = proc_stat(leader)[1]
+            os.kill(worker, signal.SIGKILL)
+            proc.wait_log(re.escape(
+                f"[pool www] child {worker} died naming process group "
+                f"{victim.pid}, which is not its user's: left alone"),
+                since=mark)
+            proc.wait_workers(1, without=[worker])
+            assert victim.poll() is None
+        finally:
+            conn.close()
+            kill_program_left(started)
+    finally:
+        victim.kill()
+        victim.wait(10)
+
+
+@pytest.mark.parametrize("query", ["", "clear=0"])
+def test_program_group_is_forgotten_when_the_request_ends(
+        fpmd, endpoint, spawner_handler, rundir, query):
+    """The leader ends, the request with it; its background sleep lives on
+    in the group.  The plugin cleared the group before reaping the leader
+    or (clear=0) did not, and fpmd forgot it when the handler returned:
+    either way a later death of the worker kills nothing."""
+    proc, ep = spawner_pool(fpmd, endpoint, spawner_handler)
+    mark = proc.log_mark()
+    conn, leader, child, started = start_program(ep, rundir, query)
+    try:
+        worker = proc_stat(leader)[1]
+        os.kill(leader, signal.SIGKILL)
+        resp = conn.read_response()
+        assert resp.status == 200, resp.stdout
+        assert resp.body == b"program exited on signal 9\n", resp.body
+        os.kill(worker, signal.SIGKILL)
+        proc.wait_log(re.escape(f"[pool www] child {worker} exited on "
+                                "signal 9"), since=mark)
+        proc.wait_workers(1, without=[worker])
+        assert same_process_alive(child, started[child])
+        assert "died running a program" not in proc.log_text[mark:]
+    finally:
+        conn.close()
+        kill_program_left(started)

@@ -127,6 +127,17 @@ struct fpmd_host {
 	 * fails.
 	 */
 	void		 (*abort_response)(struct fpmd_request *);
+	/*
+	 * Records PGID as the process group of the program the request runs
+	 * now (0: none any more), so that a worker that dies mid-request
+	 * (killed, request_terminate_timeout, a crash) takes the whole group
+	 * along, not just the program.  Record it before the program can
+	 * fork, clear it before reaping the group's leader.  It only writes
+	 * shared memory: call it in a vfork() child before exec, or in the
+	 * parent of a fork()ed child that waits until it is recorded, never
+	 * in a fork()ed child.  See fpmd-handler(3) for the recipes.
+	 */
+	void		 (*program_group)(struct fpmd_request *, pid_t pgid);
 };
 
 /*
