@@ -5,6 +5,7 @@ Run it as contrib/bench/run.sh (which execs this with /usr/bin/python3).
 Everything it starts lives in a private temp dir, listens on free loopback
 ports (or Unix sockets there), and is stopped by pid on exit, whatever the
 exit.  It installs nothing: a missing tool is an error that names its package.
+cgi.sh, preload.sh, reload.sh and scale.sh import it for its helpers.
 
 Knobs (environment): DUR, WARM, N, CONC, TRANSPORT, TARGETS, FPMD_BIN,
 NGINX_WORKERS, KEEP_TMP, ROUNDS.  See README.md.
@@ -23,21 +24,31 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.normpath(os.path.join(HERE, "..", ".."))
 OUT = os.path.join(HERE, "_out")
 URI = "/echo?a=1&b=two"
 SCRIPT = "/var/www/html/echo"  # SCRIPT_FILENAME for fpmd and libfcgi
 CFLAGS = ["-std=c11", "-O2", "-Wall", "-Wextra"]
 
 
-def env_int(name, default, lo, hi):
+def env_num(name, default, lo, hi, kind=int, prog="bench"):
+    """Environment variable NAME (DEFAULT when unset) as a KIND (int or
+    float) from LO to HI; anything else exits with a message that starts
+    with PROG."""
     raw = os.environ.get(name, str(default))
     try:
-        v = int(raw)
+        v = kind(raw)
     except ValueError:
-        sys.exit(f"bench: {name}={raw!r} is not a whole number")
+        sys.exit(f"{prog}: {name}={raw!r} is not a "
+                 f"{'whole number' if kind is int else 'number'}")
     if not lo <= v <= hi:
-        sys.exit(f"bench: {name}={v} is outside {lo}..{hi}")
+        sys.exit(f"{prog}: {name}={v} is outside {lo}..{hi}")
     return v
+
+
+def env_int(name, default, lo, hi, prog="bench"):
+    """env_num() for a whole number."""
+    return env_num(name, default, lo, hi, int, prog)
 
 
 DUR = env_int("DUR", 10, 1, 600)
@@ -52,8 +63,14 @@ NGINX_WORKERS = os.environ.get("NGINX_WORKERS", "1")
 TRANSPORT = os.environ.get("TRANSPORT", "tcp")
 TARGETS = os.environ.get("TARGETS", "fpmd libfcgi php-fpm").split()
 KEEP_TMP = os.environ.get("KEEP_TMP", "0") == "1"
-FPMD_BIN = os.environ.get("FPMD_BIN",
-                          os.path.normpath(os.path.join(HERE, "../../src/fpmd")))
+FPMD_BIN = os.environ.get("FPMD_BIN", os.path.join(REPO, "src", "fpmd"))
+# The test handlers, built by `make check` (reload.sh and scale.sh).
+BUILDDIR = os.environ.get("FPMD_BUILDDIR", REPO)
+SLOW_SO = os.path.join(BUILDDIR, "tests", "handlers", ".libs", "slow.so")
+PHP_FPM = "/usr/sbin/php-fpm8.2"
+# The comm of a plugin pool's template process, a child of the master
+# beside the workers.
+TEMPLATE_COMM = "fpmd-template"
 IS_ROOT = os.geteuid() == 0
 # Every pool drops to the same unprivileged user when we are root.
 RUN_USER, RUN_GROUP = "nobody", "nogroup"
@@ -75,35 +92,6 @@ class Procs:
     def add(self, name, pid, popen=None):
         self.started.append((name, pid, popen))
 
-    @staticmethod
-    def alive(pid):
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        # A zombie child of ours counts as gone once reaped.
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-        except OSError:
-            return False
-
-    @staticmethod
-    def descendants(pid):
-        out, todo = [], [pid]
-        while todo:
-            p = todo.pop()
-            try:
-                with open(f"/proc/{p}/task/{p}/children") as f:
-                    kids = [int(x) for x in f.read().split()]
-            except OSError:
-                kids = []
-            out.extend(kids)
-            todo.extend(kids)
-        return out
-
     def stop_all(self):
         """TERM each started pid (a master stops its own workers: fpmd and
         php-fpm are judged on that too), wait up to 5 s for them and the
@@ -111,7 +99,7 @@ class Procs:
         victims = []
         for name, pid, _ in reversed(self.started):
             victims.append(pid)
-            victims.extend(self.descendants(pid))
+            victims.extend(descendants(pid))
         for name, pid, _ in reversed(self.started):
             try:
                 os.kill(pid, signal.SIGTERM)
@@ -120,22 +108,83 @@ class Procs:
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
             reap()
-            if not any(self.alive(p) for p in victims):
+            if not any(alive(p) for p in victims):
                 break
             time.sleep(0.05)
         for pid in victims:
-            if self.alive(pid):
+            if alive(pid):
                 log(f"bench: pid {pid} ignored SIGTERM for 5 s: SIGKILL")
                 try:
                     os.kill(pid, signal.SIGKILL)
                 except (ProcessLookupError, PermissionError):
                     pass
         deadline = time.monotonic() + 2
-        while time.monotonic() < deadline and any(self.alive(p) for p in victims):
+        while time.monotonic() < deadline and any(map(alive, victims)):
             reap()
             time.sleep(0.05)
         reap()
         self.started = []
+
+
+def children(pid):
+    """PID's children, from /proc; [] once it is gone."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(x) for x in f.read().split()]
+    except OSError:
+        return []
+
+
+def descendants(pid):
+    """PID's children, their children, and so on."""
+    out, todo = [], [pid]
+    while todo:
+        kids = children(todo.pop())
+        out += kids
+        todo += kids
+    return out
+
+
+def pool_children(master):
+    """(template pids, worker pids): the children of fpmd MASTER, told
+    apart by their comm."""
+    tmpl = []
+    kids = children(master)
+    for pid in kids:
+        try:
+            with open(f"/proc/{pid}/comm") as f:
+                if f.read().strip() == TEMPLATE_COMM:
+                    tmpl.append(pid)
+        except OSError:
+            pass
+    return tmpl, sorted(set(kids) - set(tmpl))
+
+
+def workers(master):
+    """The worker pids of fpmd or php-fpm MASTER: its children but a
+    template."""
+    return pool_children(master)[1]
+
+
+def alive(pid):
+    """Whether PID exists and is not a zombie (a zombie child of ours
+    counts as gone once reaped)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def wait_until(cond, timeout, what, step=0.05):
+    """Poll COND every STEP seconds until it is true; after TIMEOUT
+    seconds, RuntimeError naming WHAT.  COND may raise to give up early."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out after {timeout} s waiting for "
+                               f"{what}")
+        time.sleep(step)
 
 
 def reap():
@@ -174,13 +223,22 @@ def free_port():
         return s.getsockname()[1]
 
 
+def last_lines(path, lines=20):
+    """The last LINES lines of file PATH; "" when it cannot be read."""
+    try:
+        with open(path, errors="replace") as f:
+            return "".join(f.readlines()[-lines:])
+    except OSError:
+        return ""
+
+
 def tail(paths, lines=15):
-    out = ""
-    for path in paths:
-        if path and os.path.exists(path) and os.path.getsize(path) > 0:
-            with open(path, errors="replace") as f:
-                out += f"--- {path}\n" + "".join(f.readlines()[-lines:])
-    return out
+    """last_lines() of each non-empty file of PATHS, under a "--- PATH"
+    line."""
+    return "".join(f"--- {path}\n" + last_lines(path, lines)
+                   for path in paths
+                   if path and os.path.exists(path) and
+                   os.path.getsize(path) > 0)
 
 
 def wait_listening(addr, what, proc=None, logs=(), timeout=15.0):
@@ -233,6 +291,134 @@ def pss_kb(pid):
     except OSError:
         pass
     return None
+
+
+def make_tmpdir(prefix):
+    """A new temp dir that the pools' user (nobody when we are root) may
+    enter."""
+    tmp = tempfile.mkdtemp(prefix=prefix)
+    os.chmod(tmp, 0o755)
+    return tmp
+
+
+def drop_tmpdir(prog, tmp, ok):
+    """After a run: TMP removed if the run went well and KEEP_TMP is not
+    set; else kept, and said so."""
+    if ok and not KEEP_TMP:
+        shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        log(f"{prog}: logs and configs kept in {tmp}")
+
+
+def exit_on_signals(prog=None):
+    """SIGINT, SIGTERM and SIGHUP raise SystemExit(128 + signo), so that
+    the caller's finally clauses stop what it started; with PROG, that is
+    logged first."""
+    def on_signal(signum, frame):
+        if prog:
+            log(f"{prog}: {signal.Signals(signum).name}: stopping "
+                f"everything")
+        raise SystemExit(128 + signum)
+
+    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(s, on_signal)
+
+
+def write_fpmd_conf(path, pidfile, errlog, listen, pool, top=None):
+    """An fpmd config in PATH, replaced whole (a reload never reads half
+    of one): PIDFILE, ERRLOG, log_level notice and the global directives
+    of TOP (a dict); pool www on LISTEN (host:port, or a socket path:
+    then mode 0666), as nobody when we are root, with the directives of
+    POOL (a dict, in order).  Values go in as given (quote them as
+    fpmd.conf(5) wants); a dict value is a section (env, handler.options)
+    whose values are quoted here."""
+    lines = [f'pid = "{pidfile}"', f'error_log = "{errlog}"',
+             "log_level = notice"]
+    lines += [f"{k} = {v}" for k, v in (top or {}).items()]
+    lines += ["pool www {", f'    listen = "{listen}"']
+    if listen.startswith("/"):
+        lines.append('    listen.mode = "0666"')
+    lines.append("    listen.backlog = 511")
+    if IS_ROOT:
+        lines += [f"    user = {RUN_USER}", f"    group = {RUN_GROUP}"]
+    for k, v in pool.items():
+        if isinstance(v, dict):
+            lines.append(f"    {k} {{")
+            lines += [f'        {kk} = "{vv}"' for kk, vv in v.items()]
+            lines.append("    }")
+        else:
+            lines.append(f"    {k} = {v}")
+    lines.append("}")
+    with open(path + ".new", "w") as f:
+        f.write("\n".join(lines) + "\n")
+    os.replace(path + ".new", path)
+
+
+def write_php_fpm_conf(path, pidfile, errlog, listen, pool):
+    """A php-fpm config in PATH: in the foreground, PIDFILE, ERRLOG; pool
+    www on LISTEN (host:port, or a socket path: then mode 0666), as
+    nobody when we are root, with the directives of POOL (a dict, in
+    order)."""
+    mode = "listen.mode = 0666\n" if listen.startswith("/") else ""
+    user = f"user = {RUN_USER}\ngroup = {RUN_GROUP}\n" if IS_ROOT else ""
+    body = "".join(f"{k} = {v}\n" for k, v in pool.items())
+    with open(path, "w") as f:
+        f.write(f"[global]\n"
+                f"pid = {pidfile}\n"
+                f"error_log = {errlog}\n"
+                f"daemonize = no\n"
+                f"[www]\n"
+                f"listen = {listen}\n{mode}"
+                f"listen.backlog = 511\n{user}{body}")
+
+
+def php_fpm_argv(conf, *extensions):
+    """php-fpm8.2 on CONF in the foreground.  -n: no php.ini, so nothing
+    from the host leaks in; then what a production php-fpm has: opcache
+    (a script is compiled once), and the extensions named (posix.so)."""
+    argv = [PHP_FPM, "-n", "-y", conf, "-F",
+            "-d", "zend_extension=opcache.so", "-d", "opcache.enable=1",
+            "-d", "expose_php=0"]
+    for ext in extensions:
+        argv += ["-d", f"extension={ext}"]
+    if IS_ROOT:
+        argv.append("-R")
+    return argv
+
+
+# reload.sh's and scale.sh's PHP page: sleeps ?ms=N milliseconds, then
+# says which worker answered.
+PAGE_PHP = ("<?php\nif (($ms = (int)($_GET['ms'] ?? 0)) > 0)\n"
+            "    usleep($ms * 1000);\n"
+            "header('Content-Type: text/plain');\n"
+            "echo 'pid ', getmypid(), \"\\n\";\n")
+
+
+def write_page_php(path):
+    with open(path, "w") as f:
+        f.write(PAGE_PHP)
+    os.chmod(path, 0o644)
+
+
+class Run:
+    """What one run of reload.sh or scale.sh starts, by Popen, each
+    process's output in a file of the temp dir TMP; each script adds its
+    servers and how it stops them."""
+
+    def __init__(self, tmp):
+        self.tmp = tmp
+        self.procs = []         # Popen, in start order
+
+    def path(self, name):
+        return os.path.join(self.tmp, name)
+
+    def spawn(self, argv, out):
+        with open(self.path(out), "ab") as f:
+            p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=f,
+                                 stderr=subprocess.STDOUT, cwd=self.tmp,
+                                 start_new_session=True)
+        self.procs.append(p)
+        return p
 
 
 def build():
@@ -295,32 +481,20 @@ class Bench:
     # -- the servers ---------------------------------------------------
 
     def start_fpmd(self, name="fpmd", handler="echo", options=None,
-                   binary=None):
+                   binary=None, extra=None):
         """An fpmd (FPMD_BIN, or BINARY) with one pool of N static workers
         running HANDLER, with handler.options OPTIONS (a dict), as target
-        NAME."""
+        NAME.  EXTRA, a dict of pool directives to values, adds to or
+        overrides these ({"process.dumpable": "yes"})."""
         addr, caddr = self.listen_addr(name)
-        user = (f'    user = {RUN_USER}\n    group = {RUN_GROUP}\n'
-                if IS_ROOT else "")
-        mode = '    listen.mode = "0666"\n' if TRANSPORT == "unix" else ""
-        opts = "".join(f'        {k} = "{v}"\n'
-                       for k, v in (options or {}).items())
-        if opts:
-            opts = f"    handler.options {{\n{opts}    }}\n"
+        pool = {"pm": "static", "pm.max_children": N, "pm.max_requests": 0,
+                "handler": handler}
+        if options:
+            pool["handler.options"] = options
+        pool.update(extra or {})
         conf = os.path.join(self.tmp, f"{name}.conf")
         errlog = os.path.join(self.tmp, f"{name}-error.log")
-        with open(conf, "w") as f:
-            f.write(f'pid = "{self.tmp}/{name}.pid"\n'
-                    f'error_log = "{errlog}"\n'
-                    f'log_level = notice\n'
-                    f'pool www {{\n'
-                    f'    listen = "{addr}"\n'
-                    f'    listen.backlog = 511\n{mode}{user}'
-                    f'    pm = static\n'
-                    f'    pm.max_children = {N}\n'
-                    f'    pm.max_requests = 0\n'
-                    f'    handler = {handler}\n{opts}'
-                    f'}}\n')
+        write_fpmd_conf(conf, f"{self.tmp}/{name}.pid", errlog, addr, pool)
         p, logf = self.spawn(name, [binary or FPMD_BIN, "-F", "-c", conf],
                              f"{name}.out")
         wait_listening(caddr, name, p, (logf, errlog))
@@ -368,37 +542,21 @@ class Bench:
         self.pids[name] = pids
 
     def start_php_fpm(self):
-        php = need("/usr/sbin/php-fpm8.2", "php8.2-fpm")
+        need(PHP_FPM, "php8.2-fpm")
         addr, caddr = self.listen_addr("php-fpm")
         script = os.path.join(self.tmp, "echo.php")
         shutil.copy(os.path.join(HERE, "echo.php"), script)
         os.chmod(script, 0o644)
         self.script["php-fpm"] = script
         conf = os.path.join(self.tmp, "php-fpm.conf")
-        user = (f"user = {RUN_USER}\ngroup = {RUN_GROUP}\n" if IS_ROOT else "")
-        mode = "listen.mode = 0666\n" if TRANSPORT == "unix" else ""
-        with open(conf, "w") as f:
-            f.write(f"[global]\n"
-                    f"pid = {self.tmp}/php-fpm.pid\n"
-                    f"error_log = {self.tmp}/php-fpm-error.log\n"
-                    f"daemonize = no\n"
-                    f"[www]\n"
-                    f"listen = {addr}\n"
-                    f"listen.backlog = 511\n{mode}{user}"
-                    f"pm = static\n"
-                    f"pm.max_children = {N}\n"
-                    f"pm.max_requests = 0\n")
-        # -n: no php.ini, so nothing from the host leaks in; then what a
-        # production php-fpm has: opcache (the script is compiled once), and
+        errlog = os.path.join(self.tmp, "php-fpm-error.log")
+        write_php_fpm_conf(conf, f"{self.tmp}/php-fpm.pid", errlog, addr,
+                           {"pm": "static", "pm.max_children": N,
+                            "pm.max_requests": 0})
         # posix for the uid/gid lines of the echo page.
-        argv = [php, "-n", "-y", conf, "-F",
-                "-d", "zend_extension=opcache.so", "-d", "opcache.enable=1",
-                "-d", "extension=posix.so", "-d", "expose_php=0"]
-        if IS_ROOT:
-            argv.append("-R")
-        p, logf = self.spawn("php-fpm", argv, "php-fpm.out")
-        wait_listening(caddr, "php-fpm", p,
-                       (logf, os.path.join(self.tmp, "php-fpm-error.log")))
+        p, logf = self.spawn("php-fpm", php_fpm_argv(conf, "posix.so"),
+                             "php-fpm.out")
+        wait_listening(caddr, "php-fpm", p, (logf, errlog))
         self.wait_children(p.pid, N, "php-fpm")
         self.fcgi["php-fpm"] = addr
         self.pids["php-fpm"] = p.pid
@@ -406,7 +564,7 @@ class Bench:
     def wait_children(self, pid, n, what, timeout=10.0):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if len(self.procs.descendants(pid)) >= n:
+            if len(descendants(pid)) >= n:
                 return
             time.sleep(0.05)
         raise RuntimeError(f"{what}: fewer than {n} workers after {timeout} s")
@@ -509,12 +667,12 @@ class Bench:
         size = len(self.http_body(ref))
         # Lines of 63 'x' and a newline: no quote, no '$', no escape.
         body = ("x" * 63 + "\\n") * (size // 64) + "x" * (size % 64)
-        old_workers = set(self.procs.descendants(p.pid))
+        old_workers = set(descendants(p.pid))
         self.nginx_conf(body)
         os.kill(p.pid, signal.SIGHUP)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            kids = set(self.procs.descendants(p.pid))
+            kids = set(descendants(p.pid))
             if (len(self.http_body("ceiling")) == size and kids and
                     not kids & old_workers):
                 return
@@ -609,7 +767,7 @@ class Bench:
         if "fpmd" in self.pids:
             m = self.pids["fpmd"]
             one("fpmd master", m)
-            kids = self.procs.descendants(m)
+            kids = descendants(m)
             if kids:
                 one("fpmd worker", kids[0])
         if "libfcgi" in self.pids:
@@ -617,13 +775,13 @@ class Bench:
         if "php-fpm" in self.pids:
             m = self.pids["php-fpm"]
             one("php-fpm master", m)
-            kids = self.procs.descendants(m)
+            kids = descendants(m)
             if kids:
                 one("php-fpm worker", kids[0])
         if "nginx" in self.pids:
             m = self.pids["nginx"]
             one("nginx master", m)
-            kids = self.procs.descendants(m)
+            kids = descendants(m)
             if kids:
                 one("nginx worker", kids[0])
         return rows
@@ -780,7 +938,7 @@ def main():
     if "libfcgi" in TARGETS:
         need("spawn-fcgi", "spawn-fcgi")
     if "php-fpm" in TARGETS:
-        need("/usr/sbin/php-fpm8.2", "php8.2-fpm")
+        need(PHP_FPM, "php8.2-fpm")
     if "fpmd" in TARGETS and not os.access(FPMD_BIN, os.X_OK):
         sys.exit(f"bench: fpmd not found at {FPMD_BIN}: build it "
                  f"(autoreconf -fi && ./configure && make) or set FPMD_BIN; "
@@ -790,18 +948,11 @@ def main():
     if busy > 0.2:
         log(f"bench: the CPUs are {busy:.0%} busy before the run: "
             f"the figures will be noisy")
-    tmp = tempfile.mkdtemp(prefix="fpmd-bench.")
-    os.chmod(tmp, 0o755)
+    tmp = make_tmpdir("fpmd-bench.")
     load, echo = build()
     bench = Bench(tmp, load, echo)
     ok = False
-
-    def on_signal(signum, frame):
-        log(f"bench: {signal.Signals(signum).name}: stopping everything")
-        raise SystemExit(128 + signum)
-
-    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(s, on_signal)
+    exit_on_signals("bench")
     n_meas = 1 + len(TARGETS) * 3
     log(f"bench: {n_meas} measurements of {ROUNDS}x{PER}s after {WARM}s "
         f"warm-up: about {n_meas * (ROUNDS * PER + WARM) + 10}s; "
@@ -823,10 +974,7 @@ def main():
         log(f"bench: {e}")
     finally:
         bench.procs.stop_all()
-        if ok and not KEEP_TMP:
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            log(f"bench: logs and configs kept in {tmp}")
+        drop_tmpdir("bench", tmp, ok)
     return 0 if ok else 1
 
 

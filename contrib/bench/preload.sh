@@ -18,10 +18,8 @@ import contextlib
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(sys.argv[1]))
@@ -34,7 +32,6 @@ from bench import env_int, log  # noqa: E402
 TABLE_MB = env_int("TABLE_MB", 64, 1, 4096)
 N = bench.N                      # workers (4)
 MODES = ("worker", "pool")       # preload's table_in
-TEMPLATE_COMM = "fpmd-template"  # the template's /proc/PID/comm
 
 
 def build_plugin(tmp):
@@ -63,25 +60,12 @@ def smaps_kb(pid):
                 re.finditer(r"^(\w+):\s+(\d+) kB$", f.read(), re.M)}
 
 
-def pool_procs(master):
-    """(template pids, worker pids): the master's children, told apart by
-    their comm."""
-    with open(f"/proc/{master}/task/{master}/children") as f:
-        kids = [int(x) for x in f.read().split()]
-    tmpl = []
-    for pid in kids:
-        with open(f"/proc/{pid}/comm") as f:
-            if f.read().strip() == TEMPLATE_COMM:
-                tmpl.append(pid)
-    return tmpl, sorted(set(kids) - set(tmpl))
-
-
 def wait_pool(master, timeout=30.0):
     """Until the master has one template and N workers: (template,
     workers)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        tmpl, workers = pool_procs(master)
+        tmpl, workers = bench.pool_children(master)
         if len(tmpl) == 1 and len(workers) == N:
             return tmpl[0], workers
         time.sleep(0.05)
@@ -110,11 +94,14 @@ def ask_every_worker(addr):
 
 def run_mode(b, so, mode):
     """One pool with the table built per MODE, every worker served once;
-    the smaps_rollup of its processes."""
+    the smaps_rollup of its processes.  The pool is dumpable
+    (process.dumpable = yes): else the /proc files of its template and
+    workers belong to root, and only root may read them."""
     name = f"fpmd-{mode}"
     log(f"preload: {mode}: {N} workers, a {TABLE_MB} MiB table ...")
     b.start_fpmd(name, handler=so,
-                 options={"table_mb": TABLE_MB, "table_in": mode})
+                 options={"table_mb": TABLE_MB, "table_in": mode},
+                 extra={"process.dumpable": "yes"})
     master = b.pids[name]
     tmpl, workers = wait_pool(master)
     pages = ask_every_worker(b.fcgi[name])
@@ -175,23 +162,12 @@ def main():
     if not os.access(fpmd_bin, os.X_OK):
         sys.exit(f"preload: fpmd not found at {fpmd_bin}: build it "
                  f"(autoreconf -fi && ./configure && make) or set FPMD_BIN")
-    if not bench.IS_ROOT:
-        sys.exit("preload: run it as root: the template and the workers are "
-                 "not dumpable (process.dumpable = no), so only root may "
-                 "read their /proc/PID/smaps_rollup")
     bench.become_subreaper()
-    tmp = tempfile.mkdtemp(prefix="fpmd-preload-bench.")
-    os.chmod(tmp, 0o755)
+    tmp = bench.make_tmpdir("fpmd-preload-bench.")
     so = build_plugin(tmp)
     b = bench.Bench(tmp, None, None, targets=[f"fpmd-{m}" for m in MODES])
     ok = False
-
-    def on_signal(signum, frame):
-        log(f"preload: {signal.Signals(signum).name}: stopping everything")
-        raise SystemExit(128 + signum)
-
-    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(s, on_signal)
+    bench.exit_on_signals("preload")
     log(f"preload: temp dir {tmp}")
     try:
         rows = {mode: run_mode(b, so, mode) for mode in MODES}
@@ -201,10 +177,7 @@ def main():
         log(f"preload: {e}")
     finally:
         b.procs.stop_all()
-        if ok and not bench.KEEP_TMP:
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            log(f"preload: logs and configs kept in {tmp}")
+        bench.drop_tmpdir("preload", tmp, ok)
     return 0 if ok else 1
 
 

@@ -9,9 +9,11 @@
 #   contrib/bench/reload.sh                   # 10 reloads 1 s apart, ~30 s
 #   RELOADS=20 INTERVAL=0.5 PAGE_MS=50 KEEP_CONN=1 contrib/bench/reload.sh
 #
-# The program is the Python below (stdin of /usr/bin/python3), so that the
-# whole benchmark is this one file.
+# The program is the Python below (stdin of /usr/bin/python3); it imports
+# bench.py for the helpers (processes by pid, the fpmd and php-fpm configs,
+# the temp dir).
 exec /usr/bin/python3 - "$0" "$@" <<'PYTHON'
+import functools
 import math
 import os
 import re
@@ -20,51 +22,34 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(sys.argv[1]))
-REPO = os.path.normpath(os.path.join(HERE, "..", ".."))
+sys.path.insert(0, HERE)
+import bench  # noqa: E402
+from bench import (BUILDDIR, FPMD_BIN, IS_ROOT, PHP_FPM,  # noqa: E402
+                   RUN_GROUP, RUN_USER, SLOW_SO, alive, descendants,
+                   free_port, last_lines, log, wait_until, workers)
+
+env_num = functools.partial(bench.env_num, prog="reload")
 
 
 def die(msg):
     sys.exit(f"reload: {msg}")
 
 
-def env_num(name, default, lo, hi, kind=int):
-    raw = os.environ.get(name, str(default))
-    try:
-        v = kind(raw)
-    except ValueError:
-        die(f"{name}={raw!r} is not a number")
-    if not lo <= v <= hi:
-        die(f"{name}={v} is outside {lo}..{hi}")
-    return v
-
-
 RELOADS = env_num("RELOADS", 10, 1, 1000)
 INTERVAL = env_num("INTERVAL", 1.0, 0.05, 60.0, float)
-N = env_num("N", 4, 1, 64)
-CONC = env_num("CONC", 16, 1, 1024)
+N = bench.N                   # workers (4)
+CONC = bench.CONC             # wrk's connections (16)
 THREADS = env_num("THREADS", 2, 1, 16)
 PAGE_MS = env_num("PAGE_MS", 0, 0, 10000)
 KEEP_CONN = os.environ.get("KEEP_CONN", "0") == "1"
-TRANSPORT = os.environ.get("TRANSPORT", "tcp")
+TRANSPORT = bench.TRANSPORT
 TARGETS = os.environ.get("TARGETS", "fpmd php-fpm").split()
-KEEP_TMP = os.environ.get("KEEP_TMP", "0") == "1"
-FPMD_BIN = os.environ.get("FPMD_BIN", os.path.join(REPO, "src", "fpmd"))
-BUILDDIR = os.environ.get("FPMD_BUILDDIR", REPO)
-SLOW_SO = os.path.join(BUILDDIR, "tests", "handlers", ".libs", "slow.so")
-PHP_FPM = "/usr/sbin/php-fpm8.2"
-IS_ROOT = os.geteuid() == 0
-RUN_USER, RUN_GROUP = "nobody", "nogroup"
 URI = f"/page?ms={PAGE_MS}"
 LABEL = {"fpmd": "fpmd", "php-fpm": "php-fpm8.2"}
 SIGNAL = {"fpmd": "HUP", "php-fpm": "USR2"}
-
-
-def log(msg):
-    print(msg, file=sys.stderr, flush=True)
 
 
 def need(tool, package):
@@ -75,75 +60,15 @@ def need(tool, package):
     return path
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def tail(path, lines=20):
-    try:
-        with open(path, errors="replace") as f:
-            return "".join(f.readlines()[-lines:])
-    except OSError:
-        return ""
-
-
-def children(pid):
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return [int(x) for x in f.read().split()]
-    except OSError:
-        return []
-
-
-def descendants(pid):
-    out, todo = [], [pid]
-    while todo:
-        kids = children(todo.pop())
-        out += kids
-        todo += kids
-    return out
-
-
-def alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
-def wait_until(cond, timeout, what):
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out after {timeout} s waiting for "
-                               f"{what}")
-        time.sleep(0.05)
-
-
-class Run:
+class Run(bench.Run):
     """Everything one run starts, in its own temp dir, stopped by pid."""
 
     def __init__(self, tmp):
-        self.tmp = tmp
-        self.procs = []         # Popen, in start order
+        super().__init__(tmp)
         self.addr = {}          # target -> FastCGI address (nginx syntax)
         self.port = {}          # target -> nginx port
         self.errlog = {}        # target -> the server's error log
         self.master = {}        # target -> master pid
-
-    def path(self, name):
-        return os.path.join(self.tmp, name)
-
-    def spawn(self, argv, out):
-        with open(self.path(out), "ab") as f:
-            p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=f,
-                                 stderr=subprocess.STDOUT, cwd=self.tmp,
-                                 start_new_session=True)
-        self.procs.append(p)
-        return p
 
     def listen_on(self, name):
         if TRANSPORT == "unix":
@@ -156,7 +81,7 @@ class Run:
         def up():
             if p.poll() is not None:
                 raise RuntimeError(f"{target} exited ({p.returncode}):\n"
-                                   f"{tail(self.errlog[target])}")
+                                   f"{last_lines(self.errlog[target])}")
             fam = socket.AF_UNIX if addr.startswith("/") else socket.AF_INET
             where = addr if addr.startswith("/") else \
                 ("127.0.0.1", int(addr.rsplit(":", 1)[1]))
@@ -165,32 +90,19 @@ class Run:
                     s.connect(where)
                 except OSError:
                     return False
-            return len(children(p.pid)) >= N
+            return len(workers(p.pid)) >= N
         wait_until(up, 15, f"{target} to listen with {N} workers")
 
     # -- fpmd: two configs that differ only in an env value, so that each
     # reload makes a new generation of the pool.
     def fpmd_conf(self, gen):
-        user = (f"    user = {RUN_USER}\n    group = {RUN_GROUP}\n"
-                if IS_ROOT else "")
-        mode = '    listen.mode = "0666"\n' if TRANSPORT == "unix" else ""
         handler = f'"{SLOW_SO}"' if PAGE_MS else "echo"
-        text = (f'pid = "{self.path("fpmd.pid")}"\n'
-                f'error_log = "{self.errlog["fpmd"]}"\n'
-                f"log_level = notice\n"
-                f"process_control_timeout = 10s\n"
-                f"pool www {{\n"
-                f'    listen = "{self.addr["fpmd"]}"\n'
-                f"    listen.backlog = 511\n{mode}{user}"
-                f"    pm = static\n"
-                f"    pm.max_children = {N}\n"
-                f"    handler = {handler}\n"
-                f'    env {{ GENERATION = "{gen}" }}\n'
-                f"}}\n")
-        new = self.path("fpmd.conf.new")
-        with open(new, "w") as f:
-            f.write(text)
-        os.replace(new, self.path("fpmd.conf"))
+        bench.write_fpmd_conf(
+            self.path("fpmd.conf"), self.path("fpmd.pid"),
+            self.errlog["fpmd"], self.addr["fpmd"],
+            {"pm": "static", "pm.max_children": N, "handler": handler,
+             "env": {"GENERATION": gen}},
+            top={"process_control_timeout": "10s"})
 
     def start_fpmd(self):
         self.addr["fpmd"] = self.listen_on("fpmd")
@@ -204,30 +116,13 @@ class Run:
     def start_php_fpm(self):
         self.addr["php-fpm"] = self.listen_on("php-fpm")
         self.errlog["php-fpm"] = self.path("php-fpm-error.log")
-        with open(self.path("page.php"), "w") as f:
-            f.write("<?php\nif (($ms = (int)($_GET['ms'] ?? 0)) > 0)\n"
-                    "    usleep($ms * 1000);\n"
-                    "header('Content-Type: text/plain');\n"
-                    "echo 'pid ', getmypid(), \"\\n\";\n")
-        user = f"user = {RUN_USER}\ngroup = {RUN_GROUP}\n" if IS_ROOT else ""
-        mode = "listen.mode = 0666\n" if TRANSPORT == "unix" else ""
-        with open(self.path("php-fpm.conf"), "w") as f:
-            # process_control_timeout is left at its default (0).
-            f.write(f"[global]\n"
-                    f"pid = {self.path('php-fpm.pid')}\n"
-                    f"error_log = {self.errlog['php-fpm']}\n"
-                    f"daemonize = no\n"
-                    f"[www]\n"
-                    f"listen = {self.addr['php-fpm']}\n"
-                    f"listen.backlog = 511\n{mode}{user}"
-                    f"pm = static\n"
-                    f"pm.max_children = {N}\n"
-                    f"pm.max_requests = 0\n")
-        argv = [PHP_FPM, "-n", "-y", self.path("php-fpm.conf"), "-F",
-                "-d", "zend_extension=opcache.so", "-d", "opcache.enable=1",
-                "-d", "expose_php=0"]
-        if IS_ROOT:
-            argv.append("-R")
+        bench.write_page_php(self.path("page.php"))
+        # process_control_timeout is left at its default (0).
+        bench.write_php_fpm_conf(
+            self.path("php-fpm.conf"), self.path("php-fpm.pid"),
+            self.errlog["php-fpm"], self.addr["php-fpm"],
+            {"pm": "static", "pm.max_children": N, "pm.max_requests": 0})
+        argv = bench.php_fpm_argv(self.path("php-fpm.conf"))
         p = self.spawn(argv, "php-fpm.out")
         self.master["php-fpm"] = p.pid
         self.wait_serving("php-fpm", p)
@@ -273,9 +168,10 @@ class Run:
 
         def up():
             if p.poll() is not None:
-                raise RuntimeError(f"nginx exited:\n"
-                                   f"{tail(self.path('nginx-error.log'))}"
-                                   f"{tail(self.path('nginx.out'))}")
+                raise RuntimeError(
+                    f"nginx exited:\n"
+                    f"{last_lines(self.path('nginx-error.log'))}"
+                    f"{last_lines(self.path('nginx.out'))}")
             for t in TARGETS:
                 try:
                     socket.create_connection(("127.0.0.1", self.port[t]),
@@ -425,7 +321,7 @@ def measure(run, target):
     res["upstream"] = nginx_errors(run, target, since)
     res["wrk"] = out
     # The server still answers, with the full set of workers.
-    wait_until(lambda: len(children(run.master[target])) >= N, 15,
+    wait_until(lambda: len(workers(run.master[target])) >= N, 15,
                f"{target} to have {N} workers again")
     status, _ = run.get(target)
     if " 200 " not in status + " ":
@@ -488,15 +384,10 @@ def main():
     if "fpmd" in TARGETS and PAGE_MS and not os.path.exists(SLOW_SO):
         die(f"PAGE_MS needs the test handler {SLOW_SO}: run `make check` "
             f"in {BUILDDIR} (or set FPMD_BUILDDIR)")
-    tmp = tempfile.mkdtemp(prefix="fpmd-reload.")
-    os.chmod(tmp, 0o755)
+    tmp = bench.make_tmpdir("fpmd-reload.")
     run = Run(tmp)
     ok = False
-
-    def on_signal(signum, frame):
-        raise SystemExit(128 + signum)
-    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(s, on_signal)
+    bench.exit_on_signals()
     log(f"reload: temp dir {tmp}; about "
         f"{len(TARGETS) * (RELOADS * INTERVAL + 4) + 5:.0f} s")
     try:
@@ -516,10 +407,7 @@ def main():
         log(f"reload: {e}")
     finally:
         run.stop_all()
-        if ok and not KEEP_TMP:
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            log(f"reload: logs and configs kept in {tmp}")
+        bench.drop_tmpdir("reload", tmp, ok)
     return 0 if ok else 1
 
 

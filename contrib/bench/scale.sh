@@ -11,39 +11,35 @@
 #   contrib/bench/scale.sh                      # about 40 s
 #   ROUNDS=3 COLD_ROUNDS=10 contrib/bench/scale.sh
 #
-# The program is the Python below (stdin of /usr/bin/python3), so that the
-# whole benchmark is this one file.
+# The program is the Python below (stdin of /usr/bin/python3); it imports
+# bench.py for the helpers (processes by pid, the fpmd and php-fpm configs,
+# the temp dir).
 exec /usr/bin/python3 - "$0" "$@" <<'PYTHON'
+import functools
 import os
 import selectors
-import shutil
 import signal
 import socket
 import statistics
 import struct
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(sys.argv[1]))
-REPO = os.path.normpath(os.path.join(HERE, "..", ".."))
+sys.path.insert(0, HERE)
+import bench  # noqa: E402
+from bench import (BUILDDIR, FPMD_BIN, PHP_FPM, SLOW_SO,  # noqa: E402
+                   alive, children, last_lines, log, workers)
+
+env_int = functools.partial(bench.env_int, prog="scale")
+# scale.sh polls every 20 ms, not bench.py's 50.
+wait_until = functools.partial(bench.wait_until, step=0.02)
 
 
 def die(msg):
     sys.exit(f"scale: {msg}")
-
-
-def env_int(name, default, lo, hi):
-    raw = os.environ.get(name, str(default))
-    try:
-        v = int(raw)
-    except ValueError:
-        die(f"{name}={raw!r} is not a whole number")
-    if not lo <= v <= hi:
-        die(f"{name}={v} is outside {lo}..{hi}")
-    return v
 
 
 STEP = env_int("STEP", 32, 2, 256)        # requests at once = max_children
@@ -53,52 +49,8 @@ COLD_ROUNDS = env_int("COLD_ROUNDS", 5, 1, 50)
 WARM_REQS = env_int("WARM_REQS", 20, 1, 1000)
 SAMPLE_MS = env_int("SAMPLE_MS", 10, 1, 1000)
 TARGETS = os.environ.get("TARGETS", "fpmd php-fpm").split()
-KEEP_TMP = os.environ.get("KEEP_TMP", "0") == "1"
-FPMD_BIN = os.environ.get("FPMD_BIN", os.path.join(REPO, "src", "fpmd"))
-BUILDDIR = os.environ.get("FPMD_BUILDDIR", REPO)
-SLOW_SO = os.path.join(BUILDDIR, "tests", "handlers", ".libs", "slow.so")
-PHP_FPM = "/usr/sbin/php-fpm8.2"
-IS_ROOT = os.geteuid() == 0
-RUN_USER, RUN_GROUP = "nobody", "nogroup"
 LABEL = {"fpmd": "fpmd", "php-fpm": "php-fpm8.2"}
 IDLE_TIMEOUT_S = 2      # ondemand pools: pm.process_idle_timeout
-
-
-def log(msg):
-    print(msg, file=sys.stderr, flush=True)
-
-
-def children(pid):
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return [int(x) for x in f.read().split()]
-    except OSError:
-        return []
-
-
-def alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
-def wait_until(cond, timeout, what, step=0.02):
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out after {timeout} s waiting for "
-                               f"{what}")
-        time.sleep(step)
-
-
-def tail(path, lines=20):
-    try:
-        with open(path, errors="replace") as f:
-            return "".join(f.readlines()[-lines:])
-    except OSError:
-        return ""
 
 
 # -- a minimal FastCGI client: one request per connection, FCGI_KEEP_CONN
@@ -167,20 +119,23 @@ def one_request(addr, script, query):
 
 
 class Sampler(threading.Thread):
-    """Counts PID's children every SAMPLE_MS: `series` of (seconds since
-    t0, count)."""
+    """Counts the workers of master PID every SAMPLE_MS: `series` of
+    (seconds since t0, count).  Its children but a plugin pool's
+    template, which is there from the start: told apart once, so that a
+    sample reads no more than the list of children."""
 
     def __init__(self, pid):
         super().__init__(daemon=True)
         self.pid = pid
+        self.template = set(bench.pool_children(pid)[0])
         self.halt = threading.Event()
         self.series = []
         self.t0 = time.monotonic()
 
     def run(self):
         while not self.halt.is_set():
-            self.series.append((time.monotonic() - self.t0,
-                                len(children(self.pid))))
+            kids = set(children(self.pid)) - self.template
+            self.series.append((time.monotonic() - self.t0, len(kids)))
             self.halt.wait(SAMPLE_MS / 1000)
 
     def first_reaching(self, n):
@@ -190,27 +145,14 @@ class Sampler(threading.Thread):
         return None
 
 
-class Run:
-    def __init__(self, tmp):
-        self.tmp = tmp
-        self.procs = []
-
-    def path(self, name):
-        return os.path.join(self.tmp, name)
-
-    def spawn(self, argv, out):
-        with open(self.path(out), "ab") as f:
-            p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=f,
-                                 stderr=subprocess.STDOUT, cwd=self.tmp,
-                                 start_new_session=True)
-        self.procs.append(p)
-        return p
-
+class Run(bench.Run):
     def start(self, target, pm):
         """Start TARGET with one pool of PM ("dynamic" or "ondemand") on a
         Unix socket; returns (Popen, address, SCRIPT_FILENAME)."""
         sock = self.path(f"{target}-{pm}.sock")
         errlog = self.path(f"{target}-{pm}-error.log")
+        pidfile = self.path(f"{target}-{pm}.pid")
+        conf = self.path(f"{target}-{pm}.conf")
         if pm == "dynamic":
             pmconf = {"pm": "dynamic", "pm.max_children": STEP,
                       "pm.start_servers": 2, "pm.min_spare_servers": 1,
@@ -219,55 +161,23 @@ class Run:
             pmconf = {"pm": "ondemand", "pm.max_children": 4,
                       "pm.process_idle_timeout": f"{IDLE_TIMEOUT_S}s"}
         if target == "fpmd":
-            user = (f"    user = {RUN_USER}\n    group = {RUN_GROUP}\n"
-                    if IS_ROOT else "")
-            conf = self.path(f"fpmd-{pm}.conf")
-            body = "".join(f"    {k} = {v}\n" for k, v in pmconf.items())
-            with open(conf, "w") as f:
-                f.write(f'pid = "{self.path(f"fpmd-{pm}.pid")}"\n'
-                        f'error_log = "{errlog}"\n'
-                        f"log_level = notice\n"
-                        f"pool www {{\n"
-                        f'    listen = "{sock}"\n'
-                        f'    listen.mode = "0666"\n'
-                        f"    listen.backlog = 511\n{user}{body}"
-                        f'    handler = "{SLOW_SO}"\n'
-                        f"}}\n")
+            bench.write_fpmd_conf(conf, pidfile, errlog, sock,
+                                  {**pmconf, "handler": f'"{SLOW_SO}"'})
             argv = [FPMD_BIN, "-F", "-c", conf]
             script = "/page"
         else:
             script = self.path("page.php")
-            with open(script, "w") as f:
-                f.write("<?php\nif (($ms = (int)($_GET['ms'] ?? 0)) > 0)\n"
-                        "    usleep($ms * 1000);\n"
-                        "header('Content-Type: text/plain');\n"
-                        "echo 'pid ', getmypid(), \"\\n\";\n")
-            os.chmod(script, 0o644)
-            user = (f"user = {RUN_USER}\ngroup = {RUN_GROUP}\n"
-                    if IS_ROOT else "")
-            conf = self.path(f"php-fpm-{pm}.conf")
-            body = "".join(f"{k} = {v}\n" for k, v in pmconf.items())
-            with open(conf, "w") as f:
-                f.write(f"[global]\n"
-                        f"pid = {self.path(f'php-fpm-{pm}.pid')}\n"
-                        f"error_log = {errlog}\n"
-                        f"daemonize = no\n"
-                        f"[www]\n"
-                        f"listen = {sock}\n"
-                        f"listen.mode = 0666\n"
-                        f"listen.backlog = 511\n{user}{body}")
-            argv = [PHP_FPM, "-n", "-y", conf, "-F",
-                    "-d", "zend_extension=opcache.so",
-                    "-d", "opcache.enable=1", "-d", "expose_php=0"]
-            if IS_ROOT:
-                argv.append("-R")
+            bench.write_page_php(script)
+            bench.write_php_fpm_conf(conf, pidfile, errlog, sock, pmconf)
+            argv = bench.php_fpm_argv(conf)
         p = self.spawn(argv, f"{target}-{pm}.out")
 
         def up():
             if p.poll() is not None:
-                raise RuntimeError(f"{target} exited ({p.returncode}):\n"
-                                   f"{tail(errlog)}"
-                                   f"{tail(self.path(f'{target}-{pm}.out'))}")
+                raise RuntimeError(
+                    f"{target} exited ({p.returncode}):\n"
+                    f"{last_lines(errlog)}"
+                    f"{last_lines(self.path(f'{target}-{pm}.out'))}")
             try:
                 connect(sock).close()
                 return True
@@ -304,10 +214,10 @@ def step_round(run, target):
     p, sock, script = run.start(target, "dynamic")
     try:
         # Idle: start_servers workers, and no more coming.
-        wait_until(lambda: len(children(p.pid)) == 2, 15,
+        wait_until(lambda: len(workers(p.pid)) == 2, 15,
                    f"{target} to settle at 2 idle workers")
         time.sleep(0.5)
-        if len(children(p.pid)) != 2:
+        if len(workers(p.pid)) != 2:
             raise RuntimeError(f"{target}: not 2 idle workers at rest")
         sampler = Sampler(p.pid)
         sampler.start()
@@ -366,7 +276,7 @@ def cold_rounds(run, target):
     cold, warm = [], []
     try:
         for _ in range(COLD_ROUNDS):
-            wait_until(lambda: not children(p.pid), IDLE_TIMEOUT_S + 15,
+            wait_until(lambda: not workers(p.pid), IDLE_TIMEOUT_S + 15,
                        f"{target}: the ondemand pool to have no worker")
             cold.append(one_request(sock, script, "ms=0"))
             warm += [one_request(sock, script, "ms=0")
@@ -442,15 +352,10 @@ def main():
         if not os.path.exists(SLOW_SO):
             die(f"the test handler {SLOW_SO} is missing: run `make check` "
                 f"in {BUILDDIR} (or set FPMD_BUILDDIR)")
-    tmp = tempfile.mkdtemp(prefix="fpmd-scale.")
-    os.chmod(tmp, 0o755)
+    tmp = bench.make_tmpdir("fpmd-scale.")
     run = Run(tmp)
     ok = False
-
-    def on_signal(signum, frame):
-        raise SystemExit(128 + signum)
-    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(s, on_signal)
+    bench.exit_on_signals()
     log(f"scale: temp dir {tmp}")
     try:
         steps = {t: [] for t in TARGETS}
@@ -470,10 +375,7 @@ def main():
         log(f"scale: {e}")
     finally:
         run.stop_all()
-        if ok and not KEEP_TMP:
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            log(f"scale: logs and configs kept in {tmp}")
+        bench.drop_tmpdir("scale", tmp, ok)
     return 0 if ok else 1
 
 
