@@ -1,8 +1,9 @@
 /*
  * access.c -- access.format: checked when the configuration is read, then
  * rendered into one access log line per request, with PHP-FPM's % codes
- * and their {} arguments; and the scan of the response head a handler
- * writes, for %s and %{Header}o.
+ * and their {} arguments; what a format needs the worker to collect, so
+ * that a request pays only for the codes it shows; and the scan of the
+ * response head a handler writes, for %s and %{Header}o.
  *
  * Pure: no I/O, no globals.  The worker gathers the facts of a request
  * into struct access_req (plog.c); times show in local time.  Values that
@@ -155,6 +156,41 @@ access_format_check(const char *fmt, char *err, size_t errlen)
 			return err;
 	} while (t.code != '\0');
 	return NULL;
+}
+
+/*
+ * Most codes show what the worker holds anyway (the params, the times,
+ * the pool's name); for these four it must go and fetch something.
+ */
+unsigned int
+access_needs(const char *fmt)
+{
+	struct access_tok	 t;
+	unsigned int		 needs = 0;
+	char			 err[128];
+
+	for (;;) {
+		if (access_next(&fmt, &t, err, sizeof(err)) != NULL ||
+		    t.code == '\0')
+			return needs;
+		switch (t.code) {
+		case 'C':
+			needs |= ACCESS_NEED_CPU;
+			break;
+		case 'M':
+			needs |= ACCESS_NEED_MEMORY;
+			break;
+		case 'R':
+			needs |= ACCESS_NEED_PEER;
+			break;
+		case 's':
+		case 'o':
+			needs |= ACCESS_NEED_HEAD;
+			break;
+		default:
+			break;
+		}
+	}
 }
 
 /* Literal text of the format: "%%" is one "%". */

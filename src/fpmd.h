@@ -789,6 +789,8 @@ extern volatile sig_atomic_t worker_quit;
  * it, its pid cannot name another group).  Safe between vfork and exec: it
  * only writes the shared slot.
  */
+/* The address of R's client, as accept4() gave it (access.log's %R). */
+const struct sockaddr_storage *worker_peer(const struct fpmd_request *r);
 void	 worker_program_group(struct fpmd_request *r, pid_t pgid);
 
 /* access.c */
@@ -831,6 +833,18 @@ const char *access_format_check(const char *fmt, char *err, size_t errlen);
 /* Appends REQ's line, newline included, to OUT.  FMT passed the check. */
 void	 access_format(const char *fmt, const struct access_req *,
 	    struct buf *out);
+/*
+ * What the worker must collect for a line of FMT beyond the request's
+ * params and times, each at a cost: a mask of these.  FMT passed the
+ * check; a worker asks once, since its format never changes.
+ */
+enum access_need {
+	ACCESS_NEED_CPU = 1 << 0,	/* %C: rusage at the start and end */
+	ACCESS_NEED_MEMORY = 1 << 1,	/* %M: rusage at the end */
+	ACCESS_NEED_PEER = 1 << 2,	/* %R: the connection's peer */
+	ACCESS_NEED_HEAD = 1 << 3,	/* %s, %o: the response head, kept */
+};
+unsigned int access_needs(const char *fmt);
 
 /* wlog.c */
 /*

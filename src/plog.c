@@ -14,6 +14,11 @@
  * cannot open the paths itself: it has dropped privileges and may be
  * chrooted.  A worker idle meanwhile holds the old file until its next
  * request, and writes nothing to it.
+ *
+ * A request pays only for what its pool's access.format shows: the
+ * worker asks access_needs() once, then makes the system calls of %C, %M
+ * and %R only for a format that has them, and never asks for its own pid
+ * or its master's again.
  */
 #include "config.h"
 
@@ -31,6 +36,19 @@
 
 /* Log files are created readable by the group, not the world. */
 #define PLOG_FILE_MODE	0640
+
+/*
+ * What the worker's format needs, and the pids, which stay the same for
+ * the worker's life (its parent is the master, and it dies with it).
+ * Set at the first request, in the worker itself: no process that forks
+ * workers serves requests, so no worker inherits another's.
+ */
+static struct {
+	const char	*format;	/* what NEEDS was worked out for */
+	unsigned int	 needs;		/* ACCESS_NEED_* */
+	pid_t		 pid;
+	pid_t		 master_pid;
+} plog_worker;
 
 /* The request a worker is serving: one at a time. */
 static struct {
@@ -152,6 +170,19 @@ plog_reopen(struct pool *p)
 	return rc;
 }
 
+/* Once a worker: the pool's format and address never change in it. */
+static void
+plog_worker_init(const struct pool *p)
+{
+	plog_worker.format = p->conf->access_format;
+	plog_worker.needs = access_needs(plog_worker.format);
+	/* On a Unix socket %R shows "-": nothing to ask. */
+	if (p->conf->addr.family == AF_UNIX)
+		plog_worker.needs &= ~(unsigned int)ACCESS_NEED_PEER;
+	plog_worker.pid = getpid();
+	plog_worker.master_pid = getppid();
+}
+
 void
 plog_request_begin(struct pool *p)
 {
@@ -168,16 +199,20 @@ plog_request_begin(struct pool *p)
 	plog_req.on = p->access_fd != -1;
 	if (!plog_req.on)
 		return;
+	if (plog_worker.format != p->conf->access_format)
+		plog_worker_init(p);
 	plog_req.start = now_real();
-	getrusage(RUSAGE_SELF, &plog_req.self);
-	getrusage(RUSAGE_CHILDREN, &plog_req.children);
+	if (plog_worker.needs & ACCESS_NEED_CPU) {
+		getrusage(RUSAGE_SELF, &plog_req.self);
+		getrusage(RUSAGE_CHILDREN, &plog_req.children);
+	}
 	access_head_reset(&plog_req.head);
 }
 
 void
 plog_response(const void *data, size_t len)
 {
-	if (plog_req.on)
+	if (plog_req.on && (plog_worker.needs & ACCESS_NEED_HEAD))
 		access_head_feed(&plog_req.head, data, len);
 }
 
@@ -193,22 +228,38 @@ plog_secs(const struct timeval *tv)
 	return (double)tv->tv_sec + (double)tv->tv_usec / 1e6;
 }
 
-/* %R: the address of the FastCGI peer (the web server); "-" for Unix. */
+/* %C: the CPU since the request began, the worker's and its programs'. */
 static void
-plog_peer(int fd, char *out, size_t len)
+plog_cpu(struct access_req *a, const struct rusage *self)
 {
-	struct sockaddr_storage	 ss;
-	socklen_t		 sl = sizeof(ss);
-	const void		*a = NULL;
+	struct rusage	 children;
+
+	getrusage(RUSAGE_CHILDREN, &children);
+	a->cpu_user = plog_secs(&self->ru_utime) -
+	    plog_secs(&plog_req.self.ru_utime) +
+	    plog_secs(&children.ru_utime) -
+	    plog_secs(&plog_req.children.ru_utime);
+	a->cpu_system = plog_secs(&self->ru_stime) -
+	    plog_secs(&plog_req.self.ru_stime) +
+	    plog_secs(&children.ru_stime) -
+	    plog_secs(&plog_req.children.ru_stime);
+}
+
+/*
+ * %R: the address of the FastCGI peer (the web server), as the worker's
+ * accept4() gave it, so that no request asks the kernel; "-" for Unix.
+ */
+static void
+plog_peer(const struct sockaddr_storage *ss, char *out, size_t len)
+{
+	const void	*a = NULL;
 
 	strlcpy_(out, "-", len);
-	if (fd == -1 || getpeername(fd, (struct sockaddr *)&ss, &sl) == -1)
-		return;
-	if (ss.ss_family == AF_INET)
-		a = &((struct sockaddr_in *)&ss)->sin_addr;
-	else if (ss.ss_family == AF_INET6)
-		a = &((struct sockaddr_in6 *)&ss)->sin6_addr;
-	if (a != NULL && inet_ntop(ss.ss_family, a, out, (socklen_t)len) ==
+	if (ss->ss_family == AF_INET)
+		a = &((const struct sockaddr_in *)ss)->sin_addr;
+	else if (ss->ss_family == AF_INET6)
+		a = &((const struct sockaddr_in6 *)ss)->sin6_addr;
+	if (a != NULL && inet_ntop(ss->ss_family, a, out, (socklen_t)len) ==
 	    NULL)
 		strlcpy_(out, "-", len);
 }
@@ -217,8 +268,8 @@ void
 plog_request_end(struct pool *p, struct fpmd_request *r)
 {
 	struct access_req	 a;
-	struct rusage		 self, children;
-	char			 peer[INET6_ADDRSTRLEN];
+	struct rusage		 self;
+	char			 peer[INET6_ADDRSTRLEN] = "-";
 	const char		*s;
 	size_t			 left;
 	ssize_t			 n;
@@ -226,29 +277,24 @@ plog_request_end(struct pool *p, struct fpmd_request *r)
 	if (!plog_req.on || p->access_fd == -1)
 		return;
 	plog_req.on = false;
-	getrusage(RUSAGE_SELF, &self);
-	getrusage(RUSAGE_CHILDREN, &children);
-	plog_peer(handler_host.conn_fd(r), peer, sizeof(peer));
 	memset(&a, 0, sizeof(a));
 	a.pool = p->conf->name;
-	a.pid = getpid();
-	a.master_pid = getppid();
+	a.pid = plog_worker.pid;
+	a.master_pid = plog_worker.master_pid;
 	a.param = plog_param;
 	a.ctx = r;
 	a.head = &plog_req.head;
 	a.peer = peer;
 	a.start = plog_req.start;
 	a.end = now_real();
-	/* The worker's own CPU and that of the programs it ran (CGI). */
-	a.cpu_user = plog_secs(&self.ru_utime) -
-	    plog_secs(&plog_req.self.ru_utime) +
-	    plog_secs(&children.ru_utime) -
-	    plog_secs(&plog_req.children.ru_utime);
-	a.cpu_system = plog_secs(&self.ru_stime) -
-	    plog_secs(&plog_req.self.ru_stime) +
-	    plog_secs(&children.ru_stime) -
-	    plog_secs(&plog_req.children.ru_stime);
-	a.memory = (uint64_t)self.ru_maxrss * 1024;
+	if (plog_worker.needs & (ACCESS_NEED_CPU | ACCESS_NEED_MEMORY)) {
+		getrusage(RUSAGE_SELF, &self);
+		a.memory = (uint64_t)self.ru_maxrss * 1024;
+		if (plog_worker.needs & ACCESS_NEED_CPU)
+			plog_cpu(&a, &self);
+	}
+	if (plog_worker.needs & ACCESS_NEED_PEER)
+		plog_peer(worker_peer(r), peer, sizeof(peer));
 	plog_req.line.len = 0;
 	plog_req.line.failed = false;
 	access_format(p->conf->access_format, &a, &plog_req.line);

@@ -73,6 +73,7 @@ struct conn {
 	bool			 close;		/* close after this response */
 	bool			 linger;	/* the client may still be sending */
 	const char		*why;		/* why it ended, for the log */
+	struct sockaddr_storage	 peer;		/* accept4() said (%R) */
 };
 
 struct param {
@@ -1164,6 +1165,7 @@ worker_run(struct worker_ctx *w)
 		__atomic_fetch_add(&w->pool->sb->pool->connections, 1,
 		    __ATOMIC_RELAXED);
 		c->fd = fd;
+		memcpy(&c->peer, &peer, sizeof(c->peer));
 		worker_serve(w, c, &r, &served);
 		worker_slot_state(w, SB_IDLE);
 		sb_idle_change(w->pool->sb, false);
@@ -1179,6 +1181,12 @@ worker_run(struct worker_ctx *w)
 	free(r.pstore);
 	free(r.params);
 	return 0;
+}
+
+const struct sockaddr_storage *
+worker_peer(const struct fpmd_request *r)
+{
+	return &r->c->peer;
 }
 
 /* The request API (fpmd/handler.h). */

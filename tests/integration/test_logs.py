@@ -14,6 +14,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -119,6 +120,180 @@ def test_access_log_times_durations_and_resources(fpmd, endpoint,
     assert 0.29 <= secs < 5, line
     assert abs(ms - secs * 1000) < 1 and abs(us - secs * 1e6) < 1000, line
     assert int(m[6]) > 1024 * 1024 and int(m[7]) == int(m[6]) // 1024, line
+
+
+# What a line costs: the worker collects only what its format shows (%C's
+# rusage, %M's, %R's peer) and asks for its pids once (src/plog.c).
+
+BURN_PY = """#!/usr/bin/python3
+import os
+import time
+if os.environ["QUERY_STRING"] == "burn":
+    n = 0
+    while time.process_time() < 0.4:
+        for i in range(10000):
+            n += i
+else:
+    time.sleep(0.4)
+print("Content-Type: text/plain\\n")
+print(f"worker {os.getppid()} cpu {time.process_time() * 1000:.0f}")
+"""
+
+
+@pytest.fixture
+def scriptdir():
+    """A fresh directory every user can read, for CGI scripts (the pool
+    runs as nobody when the suite runs as root)."""
+    d = Path(tempfile.mkdtemp(prefix="fpmd-logs-", dir="/tmp"))
+    d.chmod(0o755)
+    try:
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def test_access_log_cpu_is_what_each_request_burnt(fpmd, endpoint, tmp_path,
+                                                   scriptdir):
+    """%C over CGI requests on one kept connection: the CPU the program
+    says it used (and a little more: its exit, the worker's fork), burnt
+    or asleep, never the CPU of the requests before (rusage taken at the
+    start of each request, not once)."""
+    script = scriptdir / "burn.py"
+    script.write_text(BURN_PY)
+    script.chmod(0o755)
+    ep = endpoint("tcp")
+    access = tmp_path / "access.log"
+    fmt = "%C %{user}C %{system}C %{total}C %{milliseconds}d %p %s %r"
+    fpmd([pool_conf(ep, opts={"handler": "cgi", "pm.max_children": 1,
+                              "env": {"PATH": "/usr/bin:/bin"},
+                              "access.log": str(access),
+                              "access.format": fmt})])
+    queries = ["burn", "sleep", "burn"]
+    said_ = []
+    with fcgi_client.Connection(ep.client, timeout=30) as conn:
+        for q in queries:
+            resp = conn.request({
+                "REQUEST_METHOD": "GET", "SCRIPT_FILENAME": str(script),
+                "SCRIPT_NAME": "/burn.py", "QUERY_STRING": q,
+                "REQUEST_URI": "/burn.py?" + q}, b"", keep_conn=True)
+            assert resp.status == 200, resp
+            m = re.search(rb"worker (\d+) cpu (\d+)", resp.body)
+            assert m, resp.stdout
+            said_.append((int(m[1]), int(m[2])))
+    lines = wait_for(lambda: (lambda t: t if t.count("\n") >= 3 else None)(
+        access.read_text()), 10, "three access lines").splitlines()
+    for q, (worker, script_ms), line in zip(queries, said_, lines):
+        m = re.fullmatch(r"(\d+\.\d\d) (\d+\.\d\d) (\d+\.\d\d) "
+                         r"(\d+\.\d\d) (\d+\.\d{3}) (\d+) 200 /burn\.py",
+                         line)
+        assert m, line
+        total, user, system, total2, ms = map(float, m.groups()[:5])
+        assert int(m[6]) == worker, line
+        assert total == total2 and abs(user + system - total) <= 0.02, line
+        # One program at a time, and the worker waits for it.
+        assert total <= 105, line
+        cpu_ms = total / 100 * ms
+        assert script_ms * 0.95 - 10 <= cpu_ms <= script_ms + 150, \
+            (q, script_ms, line)
+        if q == "burn":
+            assert script_ms >= 400 and user > system, (script_ms, line)
+        else:
+            assert ms >= 400 and total < 50, line
+
+
+@pytest.mark.parametrize("kind", ["tcp", "unix"])
+@pytest.mark.parametrize("fmt", ['%R %p %P %n "%m %r" %s %{X-Noisy}o %M',
+                                 "%R %p %P %m %r %d"])
+def test_access_log_without_cpu_codes_logs_the_rest(
+        fpmd, endpoint, noisy_handler, tmp_path, kind, fmt):
+    """Formats without %C (one with %M, one without the response head):
+    every other code right, request after request on one connection, the
+    pids asked for once still the worker's and the master's."""
+    ep = endpoint(kind)
+    access = tmp_path / "access.log"
+    proc = fpmd([pool_conf(ep, opts={"handler": noisy_handler,
+                                     "pm.max_children": 1,
+                                     "access.log": str(access),
+                                     "access.format": fmt})])
+    pids = []
+    with fcgi_client.Connection(ep.client) as conn:
+        for i in range(3):
+            q = f"status={201 + i}"
+            resp = conn.request({
+                "REQUEST_METHOD": "GET", "SCRIPT_NAME": "/noisy",
+                "REQUEST_URI": f"/r{i}?{q}", "QUERY_STRING": q}, b"",
+                keep_conn=True)
+            assert resp.status == 201 + i, resp
+            pids.append(int(re.search(rb"pid (\d+)", resp.body)[1]))
+    assert len(set(pids)) == 1, pids
+    lines = wait_for(lambda: (lambda t: t if t.count("\n") >= 3 else None)(
+        access.read_text()), 10, "three access lines").splitlines()
+    peer = "127.0.0.1" if kind == "tcp" else "-"
+    for i, line in enumerate(lines):
+        head = f"{peer} {pids[0]} {proc.pid} "
+        if "%M" in fmt:
+            m = re.fullmatch(re.escape(head + f'www "GET /r{i}" {201 + i} '
+                                       "yes ") + r"(\d+)", line)
+            assert m and int(m[1]) > 1024 * 1024, line
+        else:
+            assert re.fullmatch(re.escape(head + f"GET /r{i} ") +
+                                r"\d+\.\d{3}", line), line
+
+
+def strace_counts(pid, action):
+    """{syscall: calls} of process PID while ACTION() runs, from strace
+    -c; skips the test when strace is missing or may not attach."""
+    strace = shutil.which("strace")
+    if strace is None:
+        pytest.skip("strace is not installed")
+    with tempfile.TemporaryDirectory() as d:
+        out, err = Path(d) / "counts", Path(d) / "stderr"
+        with open(err, "w") as e:
+            st = subprocess.Popen([strace, "-c", "-o", str(out), "-p",
+                                   str(pid)], stdin=subprocess.DEVNULL,
+                                  stdout=subprocess.DEVNULL, stderr=e)
+        try:
+            wait_for(lambda: st.poll() is not None or
+                     "attached" in err.read_text(), 10, "strace attached")
+            if st.poll() is not None:
+                pytest.skip("strace cannot attach: " + err.read_text())
+            action()
+        finally:
+            st.send_signal(signal.SIGINT)
+            st.wait(30)
+        counts = {}
+        for line in out.read_text().splitlines():
+            tok = line.split()
+            if len(tok) >= 5 and tok[3].isdigit() and tok[-1] != "total":
+                counts[tok[-1]] = int(tok[3])
+        return counts
+
+
+@pytest.mark.parametrize("kind", ["tcp", "unix"])
+def test_access_log_default_format_costs_no_rusage_or_pid_per_request(
+        fpmd, endpoint, tmp_path, kind):
+    """The default format's line, over 200 requests on a kept connection:
+    no getpid() or getppid(), no getpeername() (%R comes from accept4()),
+    and no getrusage() but the scoreboard's (one a request at most, when
+    it takes over 1 ms, as it may under strace; else one a 100 ms)."""
+    ep = endpoint(kind)
+    access = tmp_path / "access.log"
+    proc = fpmd([pool_conf(ep, opts={"pm.max_children": 1,
+                                     "access.log": str(access)})])
+    n = 200
+    with fcgi_client.Connection(ep.client) as conn:
+        def requests():
+            for _ in range(n):
+                assert conn.request({"REQUEST_METHOD": "GET"}, b"",
+                                    keep_conn=True).status == 200
+        requests()
+        counts = strace_counts(proc.worker_pids()[0], requests)
+    wait_for(lambda: access.read_text().count("\n") == 2 * n, 10,
+             f"{2 * n} access lines")
+    assert counts.get("write", 0) >= n, counts
+    assert counts.get("getrusage", 0) <= n, counts
+    assert "getpid" not in counts and "getppid" not in counts, counts
+    assert "getpeername" not in counts, counts
 
 
 def test_access_log_to_stdout_for_containers(fpmd, endpoint, noisy_handler):

@@ -1,8 +1,9 @@
 /*
  * check_access.c -- access.format: every code rendered byte for byte for
  * one fixed request, the defaults when a request lacks what a code shows,
- * every malformed format refused with its reason, and the response head
- * read whole whatever the writes it came in.  Times are in UTC (TZ set).
+ * every malformed format refused with its reason, what each format needs
+ * the worker to collect (and nothing more), and the response head read
+ * whole whatever the writes it came in.  Times are in UTC (TZ set).
  */
 #include "config.h"
 
@@ -220,6 +221,43 @@ START_TEST(test_bad)
 }
 END_TEST
 
+#define CPU	ACCESS_NEED_CPU
+#define MEM	ACCESS_NEED_MEMORY
+#define PEER	ACCESS_NEED_PEER
+#define HEAD	ACCESS_NEED_HEAD
+
+/* A code costs only when it is one: not in literal text, nor an argument. */
+static const struct {
+	const char	*fmt;
+	unsigned int	 needs;
+} needs[] = {
+	{ "%R - %u %t \"%m %r\" %s", PEER | HEAD },	/* the default */
+	{ "", 0 },
+	{ "no codes at all", 0 },
+	{ "%m %r%Q%q %f %u %l %n %p %P %d %{micro}d %t %{%s}T %{HOST}e", 0 },
+	{ "%C", CPU },
+	{ "%{user}C %{system}C %{total}C", CPU },
+	{ "%M", MEM },
+	{ "%{kilo}M %C", CPU | MEM },
+	{ "%R", PEER },
+	{ "%s", HEAD },
+	{ "%{Content-Type}o", HEAD },
+	{ "%C %M %R %s %{X}o", CPU | MEM | PEER | HEAD },
+	{ "100%% %%C %%R %%M %%s", 0 },
+	{ "%{%C %M}t %{R}e %{s}T", 0 },
+	{ "%%%C", CPU },
+};
+
+START_TEST(test_needs)
+{
+	ck_assert_ptr_null(access_format_check(needs[_i].fmt,
+	    (char[128]){ 0 }, 128));
+	ck_assert_msg(access_needs(needs[_i].fmt) == needs[_i].needs,
+	    "\"%s\": needs %#x, want %#x", needs[_i].fmt,
+	    access_needs(needs[_i].fmt), needs[_i].needs);
+}
+END_TEST
+
 static Suite *
 access_suite(void)
 {
@@ -233,6 +271,8 @@ access_suite(void)
 	tcase_add_loop_test(tc, test_head_split, 0, (int)sizeof(full_head));
 	tcase_add_test(tc, test_head_too_long);
 	tcase_add_loop_test(tc, test_bad, 0, sizeof(bad) / sizeof(bad[0]));
+	tcase_add_loop_test(tc, test_needs, 0,
+	    sizeof(needs) / sizeof(needs[0]));
 	suite_add_tcase(s, tc);
 	return s;
 }
