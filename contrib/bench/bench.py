@@ -53,7 +53,7 @@ def env_int(name, default, lo, hi, prog="bench"):
 
 DUR = env_int("DUR", 10, 1, 600)
 WARM = env_int("WARM", 2, 0, 60)
-ROUNDS = env_int("ROUNDS", 2, 1, 10)
+ROUNDS = env_int("ROUNDS", 2, 1, 50)
 # Each (target, mode) is measured in ROUNDS runs, in A B C, C B A order, to
 # cancel the drift of a shared machine; wrk takes whole seconds.
 PER = max(1, DUR // ROUNDS)
