@@ -606,9 +606,9 @@ child_signal(struct child *c, int sig)
 		    (long)c->pid, signal_name(sig));
 }
 
-/* A spawn that came to nothing: frees C and its slot. */
+/* Frees C and its slot: a spawn that came to nothing, or a child reaped. */
 static void
-child_abandon(struct child *c)
+child_forget(struct child *c)
 {
 	struct pool	*p = c->pool;
 
@@ -673,7 +673,7 @@ child_tmpl_event(struct pool *p)
 		}
 		log_warnx("[pool %s] the template cannot fork: %s",
 		    p->conf->name, strerror(-rep.pid));
-		child_abandon(c);
+		child_forget(c);
 	}
 	/* The template is gone; its death is reaped elsewhere. */
 	if (n == 0 || (n == -1 && errno != EAGAIN && errno != EINTR))
@@ -694,7 +694,7 @@ child_tmpl_orphans(struct pool *p, int64_t now)
 			c->flags &= ~CHILD_ORPHAN;
 			child_born(c, s.pid);
 		} else if (now - c->started_ms >= CHILD_ORPHAN_MS)
-			child_abandon(c);
+			child_forget(c);
 	}
 }
 
@@ -1024,12 +1024,6 @@ child_reaped(struct child *c, int status)
 		p->death_streak = 0;
 
 	/* The owner is gone: the master may write the slot again. */
-	sb_slot_begin(&p->sb->slots[c->slot]);
-	p->sb->slots[c->slot].state = SB_FREE;
-	sb_slot_end(&p->sb->slots[c->slot]);
-	p->slot_used[c->slot] = false;
-	TAILQ_REMOVE(&p->children, c, entry);
-	p->nchildren--;
-	free(c);
+	child_forget(c);
 	return sig;
 }

@@ -23,25 +23,11 @@
 
 #include <fpmd/handler.h>
 
+#include "query.h"
+
 struct abi {
 	struct fpmd_pool	*pool;
 };
-
-/* The integer value of KEY in the query string QS, or DFLT. */
-static long
-abi_query(const char *qs, const char *key, long dflt)
-{
-	size_t		 klen = strlen(key);
-	const char	*p = qs;
-
-	while (p != NULL && *p != '\0') {
-		if (strncmp(p, key, klen) == 0 && p[klen] == '=')
-			return strtol(p + klen + 1, NULL, 10);
-		if ((p = strchr(p, '&')) != NULL)
-			p++;
-	}
-	return dflt;
-}
 
 static int
 abi_worker_init(const struct fpmd_host *host, struct fpmd_pool *pool,
@@ -102,12 +88,12 @@ abi_handle(const struct fpmd_host *host, struct fpmd_request *req,
 
 	if (qs == NULL)
 		qs = "";
-	if (abi_query(qs, "noread", 0) == 0)
+	if (query_long(qs, "noread", 0) == 0)
 		while (host->read_stdin(req, body, sizeof(body)) > 0)
 			;
-	if (abi_query(qs, "abort", -1) >= 0)
-		return abi_abort(host, req, abi_query(qs, "abort", 0),
-		    abi_query(qs, "head", 1) != 0);
+	if (query_long(qs, "abort", -1) >= 0)
+		return abi_abort(host, req, query_long(qs, "abort", 0),
+		    query_long(qs, "head", 1) != 0);
 
 	n += (size_t)snprintf(body + n, sizeof(body) - n, "Status: 200 OK\r\n"
 	    "Content-Type: text/plain\r\n\r\npid: %ld\nhas: %d %d %d\n",

@@ -16,20 +16,7 @@
 
 #include <fpmd/handler.h>
 
-static long
-query_long(const char *qs, const char *key)
-{
-	size_t		 klen = strlen(key);
-	const char	*p = qs;
-
-	while (p != NULL && *p != '\0') {
-		if (strncmp(p, key, klen) == 0 && p[klen] == '=')
-			return strtol(p + klen + 1, NULL, 10);
-		if ((p = strchr(p, '&')) != NULL)
-			p++;
-	}
-	return 0;
-}
+#include "query.h"
 
 static int
 slow_handle(const struct fpmd_host *host, struct fpmd_request *req,
@@ -46,11 +33,11 @@ slow_handle(const struct fpmd_host *host, struct fpmd_request *req,
 		qs = "";
 	while (host->read_stdin(req, buf, sizeof(buf)) > 0)
 		;
-	if (query_long(qs, "crash"))
+	if (query_long(qs, "crash", 0))
 		raise(SIGSEGV);
-	if (query_long(qs, "exit"))
+	if (query_long(qs, "exit", 0))
 		_exit(3);
-	for (ms = query_long(qs, "ms"); ms > 0 && !host->aborted(req);
+	for (ms = query_long(qs, "ms", 0); ms > 0 && !host->aborted(req);
 	    ms -= 10)
 		nanosleep(&step, NULL);
 	n = snprintf(buf, sizeof(buf), "Status: 200 OK\r\n"

@@ -34,24 +34,10 @@
 
 #include <fpmd/handler.h>
 
+#include "query.h"
+
 #define SPAWNER_SH	"sleep 300 & echo \"$$ $!\" > \"$1.tmp\" && " \
 			"mv \"$1.tmp\" \"$1\" && exec sleep 300"
-
-/* The integer value of KEY in the query string QS, or DFLT. */
-static long
-spawner_query(const char *qs, const char *key, long dflt)
-{
-	size_t		 klen = strlen(key);
-	const char	*p = qs;
-
-	while (p != NULL && *p != '\0') {
-		if (strncmp(p, key, klen) == 0 && p[klen] == '=')
-			return strtol(p + klen + 1, NULL, 10);
-		if ((p = strchr(p, '&')) != NULL)
-			p++;
-	}
-	return dflt;
-}
 
 /*
  * The child: waits until the worker has put it in its own group and
@@ -103,8 +89,8 @@ spawner_handle(const struct fpmd_host *host, struct fpmd_request *req,
 	(void)data;
 	if (qs == NULL)
 		qs = "";
-	record = spawner_query(qs, "group", 1) != 0;
-	clear = spawner_query(qs, "clear", 1) != 0;
+	record = query_long(qs, "group", 1) != 0;
+	clear = query_long(qs, "clear", 1) != 0;
 	if (pids == NULL) {
 		host->log(FPMD_LOG_ERROR, "spawner: no PIDS_FILE");
 		return -1;
@@ -129,7 +115,7 @@ spawner_handle(const struct fpmd_host *host, struct fpmd_request *req,
 	/* The child waits: nothing of it can fork before the release. */
 	if (setpgid(pid, pid) == 0) {
 		if (record)
-			host->program_group(req, (pid_t)spawner_query(qs, "lie",
+			host->program_group(req, (pid_t)query_long(qs, "lie",
 			    pid));
 		(void)write(go[1], "", 1);
 	} else

@@ -310,6 +310,18 @@ def same_process_alive(pid, starttime):
     return st is not None and st[2] == starttime and st[0] != "Z"
 
 
+def still_alive(started):
+    """Of STARTED ({pid: start time}), the pids that still name the
+    processes that were started then."""
+    return [p for p, t in started.items() if same_process_alive(p, t)]
+
+
+def kill_left(started):
+    """Teardown: kills by pid whatever of STARTED still runs."""
+    for pid in still_alive(started):
+        os.kill(pid, signal.SIGKILL)
+
+
 def proc_status_kb(pid):
     """The memory lines of /proc/PID/status in kB, e.g. {"VmRSS": 2048,
     "VmPeak": 9000, "VmHWM": 2100}; {} once the process is gone."""

@@ -25,8 +25,8 @@ import pytest
 
 import fcgi_client as fc
 from conftest import (IS_ROOT, START_TIMEOUT, ManagedProcess, curl,
-                      pool_conf, proc_children, proc_stat, render_conf,
-                      run_fpmd, same_process_alive, wait_for)
+                      kill_left, pool_conf, proc_children, proc_stat,
+                      render_conf, run_fpmd, still_alive, wait_for)
 
 FCGIWRAP_BIN = "/usr/sbin/fcgiwrap"
 GITWEB_CGI = "/usr/share/gitweb/gitweb.cgi"
@@ -644,16 +644,6 @@ def start_group_request(ep, cgidir):
     return conn, started
 
 
-def group_alive(started):
-    return [p for p, t in started.items() if same_process_alive(p, t)]
-
-
-def kill_group_left(started):
-    """Teardown: kills by pid whatever of STARTED still runs."""
-    for pid in group_alive(started):
-        os.kill(pid, signal.SIGKILL)
-
-
 def test_worker_killed_mid_request_kills_the_programs_whole_group(
         fpmd, endpoint, cgidir):
     proc, ep = cgi_pool(fpmd, endpoint)
@@ -664,7 +654,7 @@ def test_worker_killed_mid_request_kills_the_programs_whole_group(
         worker = proc_stat(script)[1]
         assert worker in proc.worker_pids()
         os.kill(worker, signal.SIGKILL)
-        wait_for(lambda: not group_alive(started), 10,
+        wait_for(lambda: not still_alive(started), 10,
                  f"the program's group {list(started)} to die with its "
                  f"worker {worker}")
         proc.wait_log(re.escape(f"WARNING: [pool www] child {worker} died "
@@ -672,7 +662,7 @@ def test_worker_killed_mid_request_kills_the_programs_whole_group(
                                 f"group {script}"), since=mark)
     finally:
         conn.close()
-        kill_group_left(started)
+        kill_left(started)
     proc.wait_workers(2, without=[worker])
 
 
@@ -684,7 +674,7 @@ def test_request_terminate_timeout_kills_the_programs_whole_group(
     try:
         script = next(iter(started))
         worker = proc_stat(script)[1]
-        wait_for(lambda: not group_alive(started), 10,
+        wait_for(lambda: not still_alive(started), 10,
                  f"the program's group {list(started)} to die with its "
                  f"worker {worker}")
         proc.wait_log(re.escape(f"[pool www] child {worker}, script "
@@ -696,7 +686,7 @@ def test_request_terminate_timeout_kills_the_programs_whole_group(
                                 f"{script}"), since=mark)
     finally:
         conn.close()
-        kill_group_left(started)
+        kill_left(started)
     proc.wait_workers(2, without=[worker])
 
 
@@ -710,12 +700,12 @@ def test_master_killed_mid_request_leaves_no_program_behind(fpmd, endpoint,
     try:
         proc.signal(signal.SIGKILL)
         assert proc.wait_exit(10) == -signal.SIGKILL
-        wait_for(lambda: not group_alive(started), 10,
+        wait_for(lambda: not still_alive(started), 10,
                  f"the program's group {list(started)} to die with the "
                  f"master and its workers {workers}")
     finally:
         conn.close()
-        kill_group_left(started)
+        kill_left(started)
     # The fixture's teardown fails the test if a worker outlives it.
 
 

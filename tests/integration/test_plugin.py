@@ -21,9 +21,9 @@ from pathlib import Path
 import pytest
 
 import fcgi_client
-from conftest import (IS_ROOT, REPO, built_plugin, curl, pool_conf,
-                      proc_stat, public_copy, render_conf, run_fpmd,
-                      same_process_alive, wait_for)
+from conftest import (IS_ROOT, REPO, built_plugin, curl, kill_left,
+                      pool_conf, proc_stat, public_copy, render_conf,
+                      run_fpmd, same_process_alive, still_alive, wait_for)
 
 BUILDDIR = Path(os.environ.get("FPMD_BUILDDIR", REPO))
 
@@ -408,16 +408,6 @@ def start_program(ep, rundir, query=""):
     return conn, leader, child, started
 
 
-def program_alive(started):
-    return [p for p, t in started.items() if same_process_alive(p, t)]
-
-
-def kill_program_left(started):
-    """Teardown: kills by pid whatever of STARTED still runs."""
-    for pid in program_alive(started):
-        os.kill(pid, signal.SIGKILL)
-
-
 @pytest.mark.parametrize("how", ["kill", "request_terminate_timeout"])
 def test_worker_death_kills_the_recorded_program_group(
         fpmd, endpoint, spawner_handler, rundir, how):
@@ -436,7 +426,7 @@ def test_worker_death_kills_the_recorded_program_group(
         assert os.getpgid(child) == leader
         if how == "kill":
             os.kill(worker, signal.SIGKILL)
-        wait_for(lambda: not program_alive(started), 10,
+        wait_for(lambda: not still_alive(started), 10,
                  f"the program's group {list(started)} to die with its "
                  f"worker {worker}")
         proc.wait_log(re.escape(f"[pool www] child {worker} died running "
@@ -444,7 +434,7 @@ def test_worker_death_kills_the_recorded_program_group(
                                 f"{leader}"), since=mark)
     finally:
         conn.close()
-        kill_program_left(started)
+        kill_left(started)
     proc.wait_workers(1, without=[worker])
 
 
@@ -470,7 +460,7 @@ def test_without_program_group_the_background_child_survives(
         assert "died running a program" not in proc.log_text[mark:]
     finally:
         conn.close()
-        kill_program_left(started)
+        kill_left(started)
 
 
 def test_a_group_the_pool_user_may_not_kill_is_left_alone(
@@ -497,7 +487,7 @@ def test_a_group_the_pool_user_may_not_kill_is_left_alone(
             assert victim.poll() is None
         finally:
             conn.close()
-            kill_program_left(started)
+            kill_left(started)
     finally:
         victim.kill()
         victim.wait(10)
@@ -527,4 +517,4 @@ def test_program_group_is_forgotten_when_the_request_ends(
         assert "died running a program" not in proc.log_text[mark:]
     finally:
         conn.close()
-        kill_program_left(started)
+        kill_left(started)
