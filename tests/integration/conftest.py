@@ -322,6 +322,27 @@ def kill_left(started):
         os.kill(pid, signal.SIGKILL)
 
 
+def wait_group_killed(proc, started, worker, pgid, since):
+    """Until every process of STARTED is gone and fpmd PROC has logged
+    that it killed process group PGID when WORKER died (after log mark
+    SINCE)."""
+    wait_for(lambda: not still_alive(started), 10,
+             f"the program's group {list(started)} to die with its worker "
+             f"{worker}")
+    proc.wait_log(re.escape(f"child {worker} died running a program: "
+                            f"killed its process group {pgid}"), since=since)
+
+
+def wait_group_spared(proc, started, worker, survivor, since, workers=1):
+    """Once WORKER's death is logged and the pool has its WORKERS again:
+    SURVIVOR (of STARTED) lives on, and no process group was killed."""
+    proc.wait_log(re.escape(f"child {worker} exited on signal 9"),
+                  since=since)
+    proc.wait_workers(workers, without=[worker])
+    assert same_process_alive(survivor, started[survivor])
+    assert "died running a program" not in proc.log_text[since:]
+
+
 def proc_status_kb(pid):
     """The memory lines of /proc/PID/status in kB, e.g. {"VmRSS": 2048,
     "VmPeak": 9000, "VmHWM": 2100}; {} once the process is gone."""

@@ -26,7 +26,8 @@ import pytest
 import fcgi_client as fc
 from conftest import (IS_ROOT, START_TIMEOUT, ManagedProcess, curl,
                       kill_left, pool_conf, proc_children, proc_stat,
-                      render_conf, run_fpmd, still_alive, wait_for)
+                      render_conf, run_fpmd, still_alive, wait_for,
+                      wait_group_killed)
 
 FCGIWRAP_BIN = "/usr/sbin/fcgiwrap"
 GITWEB_CGI = "/usr/share/gitweb/gitweb.cgi"
@@ -654,12 +655,7 @@ def test_worker_killed_mid_request_kills_the_programs_whole_group(
         worker = proc_stat(script)[1]
         assert worker in proc.worker_pids()
         os.kill(worker, signal.SIGKILL)
-        wait_for(lambda: not still_alive(started), 10,
-                 f"the program's group {list(started)} to die with its "
-                 f"worker {worker}")
-        proc.wait_log(re.escape(f"WARNING: [pool www] child {worker} died "
-                                "running a program: killed its process "
-                                f"group {script}"), since=mark)
+        wait_group_killed(proc, started, worker, script, mark)
     finally:
         conn.close()
         kill_left(started)
@@ -674,16 +670,11 @@ def test_request_terminate_timeout_kills_the_programs_whole_group(
     try:
         script = next(iter(started))
         worker = proc_stat(script)[1]
-        wait_for(lambda: not still_alive(started), 10,
-                 f"the program's group {list(started)} to die with its "
-                 f"worker {worker}")
+        wait_group_killed(proc, started, worker, script, mark)
         proc.wait_log(re.escape(f"[pool www] child {worker}, script "
                                 f"'{cgidir / 'group.cgi'}'") +
                       r".* execution timed out \([\d.]+ sec\), "
                       "terminating", since=mark)
-        proc.wait_log(re.escape(f"[pool www] child {worker} died running "
-                                "a program: killed its process group "
-                                f"{script}"), since=mark)
     finally:
         conn.close()
         kill_left(started)

@@ -23,7 +23,8 @@ import pytest
 import fcgi_client
 from conftest import (IS_ROOT, REPO, built_plugin, curl, kill_left,
                       pool_conf, proc_stat, public_copy, render_conf,
-                      run_fpmd, same_process_alive, still_alive, wait_for)
+                      run_fpmd, same_process_alive, wait_for,
+                      wait_group_killed, wait_group_spared)
 
 BUILDDIR = Path(os.environ.get("FPMD_BUILDDIR", REPO))
 
@@ -426,12 +427,7 @@ def test_worker_death_kills_the_recorded_program_group(
         assert os.getpgid(child) == leader
         if how == "kill":
             os.kill(worker, signal.SIGKILL)
-        wait_for(lambda: not still_alive(started), 10,
-                 f"the program's group {list(started)} to die with its "
-                 f"worker {worker}")
-        proc.wait_log(re.escape(f"[pool www] child {worker} died running "
-                                "a program: killed its process group "
-                                f"{leader}"), since=mark)
+        wait_group_killed(proc, started, worker, leader, mark)
     finally:
         conn.close()
         kill_left(started)
@@ -453,11 +449,7 @@ def test_without_program_group_the_background_child_survives(
         os.kill(worker, signal.SIGKILL)
         wait_for(lambda: not same_process_alive(leader, started[leader]),
                  10, f"the leader {leader} to die with its worker")
-        proc.wait_log(re.escape(f"[pool www] child {worker} exited on "
-                                "signal 9"), since=mark)
-        proc.wait_workers(1, without=[worker])
-        assert same_process_alive(child, started[child])
-        assert "died running a program" not in proc.log_text[mark:]
+        wait_group_spared(proc, started, worker, child, mark)
     finally:
         conn.close()
         kill_left(started)
@@ -510,11 +502,7 @@ def test_program_group_is_forgotten_when_the_request_ends(
         assert resp.status == 200, resp.stdout
         assert resp.body == b"program exited on signal 9\n", resp.body
         os.kill(worker, signal.SIGKILL)
-        proc.wait_log(re.escape(f"[pool www] child {worker} exited on "
-                                "signal 9"), since=mark)
-        proc.wait_workers(1, without=[worker])
-        assert same_process_alive(child, started[child])
-        assert "died running a program" not in proc.log_text[mark:]
+        wait_group_spared(proc, started, worker, child, mark)
     finally:
         conn.close()
         kill_left(started)
