@@ -72,12 +72,14 @@ struct tmpl_reply {
 extern char **environ;
 
 static int	 child_ep = -1;
+static bool	(*child_claimable)(pid_t);
 static char	 child_comm[16];	/* a template's workers' name */
 
 void
-child_init(int ep)
+child_init(int ep, bool (*claimable)(pid_t))
 {
 	child_ep = ep;
+	child_claimable = claimable;
 }
 
 /* Closes every fd but 0-2 and the N in KEEP. */
@@ -622,10 +624,22 @@ child_forget(struct child *c)
 	free(c);
 }
 
-/* C has pid PID at last: start watching it, and pass on a signal. */
-static void
+/*
+ * C has pid PID at last: start watching it, and pass on a signal.  The
+ * pid is the word of the template or of the worker's slot, both the pool
+ * user's to write: the master, root, takes it only for a child of its own
+ * that it does not know yet (child_claimable), or a stray pid would be
+ * signalled as a worker.  False, C unchanged, for any other.
+ */
+static bool
 child_born(struct child *c, pid_t pid)
 {
+	if (!child_claimable(pid)) {
+		log_warnx("[pool %s] pid %ld, named for a new worker, is no "
+		    "new child of the master: ignored", c->pool->conf->name,
+		    (long)pid);
+		return false;
+	}
 	c->pid = pid;
 	c->flags &= ~CHILD_PENDING;
 	wlog_parent(c->wlog, pid);
@@ -637,6 +651,7 @@ child_born(struct child *c, pid_t pid)
 		child_signal(c, SIGTERM);
 	else if (c->flags & CHILD_QUIT_SENT)
 		child_signal(c, SIGQUIT);
+	return true;
 }
 
 static void
@@ -667,12 +682,15 @@ child_tmpl_event(struct pool *p)
 				break;
 		if (c == NULL)
 			continue;
+		/* A pid that is not one stays pending: the true answer may
+		 * follow, and only this pool suffers if it does not. */
 		if (rep.pid > 0) {
-			child_born(c, rep.pid);
+			(void)child_born(c, rep.pid);
 			continue;
 		}
 		log_warnx("[pool %s] the template cannot fork: %s",
-		    p->conf->name, strerror(-rep.pid));
+		    p->conf->name, strerror(rep.pid < 0 && rep.pid > -4096 ?
+		    -rep.pid : EPROTO));
 		child_forget(c);
 	}
 	/* The template is gone; its death is reaped elsewhere. */
@@ -690,10 +708,11 @@ child_tmpl_orphans(struct pool *p, int64_t now)
 		if (!(c->flags & CHILD_ORPHAN))
 			continue;
 		sb_slot_read(&p->sb->slots[c->slot], &s);
-		if (s.pid > 0) {
+		if (s.pid > 0 && child_born(c, s.pid))
 			c->flags &= ~CHILD_ORPHAN;
-			child_born(c, s.pid);
-		} else if (now - c->started_ms >= CHILD_ORPHAN_MS)
+		else if (s.pid > 0)
+			child_forget(c);
+		else if (now - c->started_ms >= CHILD_ORPHAN_MS)
 			child_forget(c);
 	}
 }

@@ -720,8 +720,12 @@ int64_t	 pool_maintain(struct pool *, long process_max, int others,
 	    int64_t now);
 
 /* child.c */
-/* The master's epoll fd, for the sockets of pool templates. */
-void	 child_init(int ep);
+/*
+ * The master's epoll fd, for the sockets of pool templates, and how to
+ * tell a pid a template names from a stray: CLAIMABLE(pid) is true only
+ * for a child of the master that no child struct or template has.
+ */
+void	 child_init(int ep, bool (*claimable)(pid_t));
 /*
  * Starts a worker for POOL.  A built-in's: forked here; in the child,
  * never returns: it keeps only its pool's socket and the log, drops

@@ -211,6 +211,28 @@ master_unstash(void)
 	}
 }
 
+/* See child_init(): a child of ours, and nobody's yet. */
+static bool
+master_claimable(pid_t pid)
+{
+	struct pool	*p;
+	siginfo_t	 si;
+	size_t		 i;
+
+	if (pid <= 0 || pool_child_by_pid(&m.pools, pid) != NULL)
+		return false;
+	TAILQ_FOREACH(p, &m.pools, entry)
+		if (p->tmpl_pid == pid)
+			return false;
+	/* Reaped already, before anybody named it. */
+	for (i = 0; i < m.nstash; i++)
+		if (m.stash[i].pid == pid)
+			return true;
+	/* The kernel's word: ECHILD for anyone else's process. */
+	memset(&si, 0, sizeof(si));
+	return waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0;
+}
+
 static void
 master_reap(void)
 {
@@ -891,7 +913,7 @@ master_setup(void)
 		return -1;
 	}
 	wlog_init(m.ep);
-	child_init(m.ep);
+	child_init(m.ep, master_claimable);
 	ev.data.ptr = &m.ev_signal;
 	if (epoll_ctl(m.ep, EPOLL_CTL_ADD, m.sfd, &ev) == -1) {
 		log_error("epoll_ctl");

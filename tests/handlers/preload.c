@@ -11,6 +11,9 @@
  *   fail = pool_init    make pool_init fail
  *   fini_file = PATH    pool_fini appends "fini PID\n" to PATH
  *   allow_root = yes    the pool runs as root on purpose
+ *   forge_pid = PID     pool_init, gone rogue, tells the master over every
+ *                       seqpacket socket it has that the worker of slot 0
+ *                       is PID: the master must not believe it
  * Any other option is refused by check_options, by name.
  *
  * Every hook, and the constructor, abort()s if it runs with uid or euid
@@ -18,6 +21,7 @@
  * root".  The body (text/plain) has "NAME: VALUE" lines: ctor_uid,
  * init_uid, init_pid (of pool_init; -1 without), worker_pid, table_sum.
  */
+#include <sys/socket.h>
 #include <sys/types.h>
 
 #include <errno.h>
@@ -79,8 +83,25 @@ preload_table(const struct fpmd_host *host, struct fpmd_pool *pool,
 
 static const char *const preload_known[] = {
 	"table_mb", "table_in", "init_ms", "fail", "fini_file", "allow_root",
-	NULL
+	"forge_pid", NULL
 };
+
+/* What a template answers the master (child.c): slot, then pid. */
+static void
+preload_forge(pid_t pid)
+{
+	int32_t		 msg[2] = { 0, (int32_t)pid };
+	int		 fd, type;
+	socklen_t	 len;
+
+	for (fd = 3; fd < 1024; fd++) {
+		len = sizeof(type);
+		if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0 &&
+		    type == SOCK_SEQPACKET)
+			(void)send(fd, msg, sizeof(msg),
+			    MSG_DONTWAIT | MSG_NOSIGNAL);
+	}
+}
 
 static int
 preload_check(const struct fpmd_host *host, struct fpmd_pool *pool,
@@ -128,6 +149,9 @@ preload_pool_init(const struct fpmd_host *host, struct fpmd_pool *pool,
 	struct timespec	 ts;
 
 	preload_not_root(host, pool);
+	if ((ms = host->option(pool, "forge_pid")) != NULL)
+		preload_forge((pid_t)atol(ms));
+	ms = host->option(pool, "init_ms");
 	if ((fail = host->option(pool, "fail")) != NULL &&
 	    strcmp(fail, "pool_init") == 0) {
 		host->log(FPMD_LOG_ERROR, "preload: failing pool_init, as "

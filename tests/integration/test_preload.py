@@ -12,8 +12,9 @@ import contextlib
 import os
 import pwd
 import re
-import signal
 import shutil
+import signal
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -291,3 +292,27 @@ def test_chroot_pool_loads_its_plugin_from_outside_the_jail(
         proc.stop()
     finally:
         shutil.rmtree(jail, ignore_errors=True)
+
+
+@needs_root
+def test_a_pid_the_template_forges_is_not_taken_for_a_worker(
+        fpmd, endpoint, preload):
+    """Plugin code in the template tells the master that slot 0's worker
+    is a root process of the test's.  The master, root, must not take it
+    for a worker (it would signal it at stop): it asks the kernel whether
+    the pid is a child of its own, ignores it, and the pool still starts
+    with the template's true answer."""
+    victim = subprocess.Popen(["sleep", "300"], start_new_session=True)
+    try:
+        ep = endpoint("unix")
+        proc = fpmd([preload_pool(ep, preload, {"forge_pid": victim.pid},
+                                  pm__max_children=2)])
+        proc.wait_log(rf"pid {victim.pid}, named for a new worker, is no "
+                      r"new child of the master: ignored")
+        assert victim.pid not in proc.worker_pids()
+        assert len(ask_every_worker(ep, proc)) == 2
+        proc.stop()
+        assert victim.poll() is None, "the master signalled the forged pid"
+    finally:
+        victim.kill()
+        victim.wait(10)
