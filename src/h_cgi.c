@@ -821,22 +821,32 @@ cgi_status_valid(const char *v, size_t len)
  * redirect would have.  An absolute URI is a client redirect: 302 too
  * (6.2.3).  Neither: 200 OK, said explicitly for the same reason.
  */
+/*
+ * The head line at P (the head ends before END, after its blank line):
+ * its length without the CR LF, 0 for the blank line; *NEXT is the line
+ * after it.
+ */
+static size_t
+cgi_head_line(const char *p, const char *end, const char **next)
+{
+	const char	*nl = memchr(p, '\n', (size_t)(end - p));
+	size_t		 len = (size_t)(nl - p);
+
+	*next = nl + 1;
+	return len > 0 && p[len - 1] == '\r' ? len - 1 : len;
+}
+
 static enum cgi_end
 cgi_head_send(struct cgi_run *r, size_t end)
 {
-	const char		*h = r->cw->head, *p, *nl, *colon, *v;
+	const char		*h = r->cw->head, *p, *next, *colon, *v;
 	const char		*status = NULL;
 	size_t			 len, nlen, vlen, slen = 0, nlines = 0;
 	bool			 location = false;
 	enum cgi_end		 e;
 
-	for (p = h; p < h + end; p = nl + 1) {
-		nl = memchr(p, '\n', (size_t)(h + end - p));
-		len = (size_t)(nl - p);
-		if (len > 0 && p[len - 1] == '\r')
-			len--;
-		if (len == 0)
-			break;
+	for (p = h; p < h + end &&
+	    (len = cgi_head_line(p, h + end, &next)) > 0; p = next) {
 		colon = memchr(p, ':', len);
 		nlen = colon == NULL ? 0 : (size_t)(colon - p);
 		for (vlen = 0; vlen < nlen && cgi_tchar((unsigned char)p[vlen]);
@@ -884,13 +894,8 @@ cgi_head_send(struct cgi_run *r, size_t end)
 	    (e = cgi_emit(r, status, slen)) != CGI_RUNNING ||
 	    (e = cgi_emit(r, "\r\n", 2)) != CGI_RUNNING)
 		return e;
-	for (p = h; p < h + end; p = nl + 1) {
-		nl = memchr(p, '\n', (size_t)(h + end - p));
-		len = (size_t)(nl - p);
-		if (len > 0 && p[len - 1] == '\r')
-			len--;
-		if (len == 0)
-			break;
+	for (p = h; p < h + end &&
+	    (len = cgi_head_line(p, h + end, &next)) > 0; p = next) {
 		if (strncasecmp(p, "Status:", 7) == 0)
 			continue;
 		if ((e = cgi_emit(r, p, len)) != CGI_RUNNING ||
