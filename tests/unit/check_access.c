@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "fpmd.h"
+#include "unit.h"
 
 struct param {
 	const char	*name;
@@ -280,14 +281,7 @@ access_suite(void)
 int
 main(void)
 {
-	SRunner	*sr;
-	int	 failed;
-
 	setenv("TZ", "UTC", 1);
 	tzset();
-	sr = srunner_create(access_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return unit_run(access_suite(), CK_FORK);
 }

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "fpmd.h"
+#include "unit.h"
 
 static char	 dir[] = "/tmp/check_conf.XXXXXX";
 
@@ -343,43 +344,11 @@ START_TEST(test_isolation_good)
 }
 END_TEST
 
-/* Forks a child listening on 127.0.0.1; its pid, and the port in PORT. */
-static pid_t
-hold_port(unsigned int *port)
-{
-	struct sockaddr_in	 sin;
-	socklen_t		 len = sizeof(sin);
-	int			 fd, p[2];
-	pid_t			 pid;
-
-	ck_assert_int_eq(pipe(p), 0);
-	if ((pid = fork()) == 0) {
-		memset(&sin, 0, sizeof(sin));
-		sin.sin_family = AF_INET;
-		sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-		fd = socket(AF_INET, SOCK_STREAM, 0);
-		if (fd == -1 || bind(fd, (struct sockaddr *)&sin,
-		    sizeof(sin)) == -1 || listen(fd, 1) == -1 ||
-		    getsockname(fd, (struct sockaddr *)&sin, &len) == -1)
-			_exit(1);
-		*port = ntohs(sin.sin_port);
-		if (write(p[1], port, sizeof(*port)) != sizeof(*port))
-			_exit(1);
-		pause();
-		_exit(0);
-	}
-	ck_assert_int_gt(pid, 0);
-	close(p[1]);
-	ck_assert_int_eq(read(p[0], port, sizeof(*port)), sizeof(*port));
-	close(p[0]);
-	return pid;
-}
-
 START_TEST(test_port_in_use)
 {
 	struct fpmd_conf	*c;
 	char			*errs = NULL, text[512], want[256];
-	unsigned int		 port;
+	in_port_t		 port;
 	pid_t			 pid = hold_port(&port);
 
 	/* Another program listens there: an error at the listen line. */
@@ -399,8 +368,7 @@ START_TEST(test_port_in_use)
 	ck_assert_msg(c != NULL, "%s", errs);
 	conf_free(c);
 	free(errs);
-	kill(pid, SIGKILL);
-	waitpid(pid, NULL, 0);
+	release_port(pid);
 }
 END_TEST
 
@@ -474,23 +442,13 @@ conf_suite(void)
 int
 main(void)
 {
-	SRunner	*sr;
-	int	 failed;
+	char	 cmd[600];
+	int	 rc;
 
 	if (mkdtemp(dir) == NULL)
 		return EXIT_FAILURE;
-	sr = srunner_create(conf_suite());
 	/* One process: the cases share the temporary directory. */
-	srunner_set_fork_status(sr, CK_NOFORK);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	{
-		char	 cmd[600];
-
-		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-		if (system(cmd) != 0)
-			failed++;
-	}
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	rc = unit_run(conf_suite(), CK_NOFORK);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	return system(cmd) != 0 ? EXIT_FAILURE : rc;
 }

@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "fcgi.h"
+#include "unit.h"
 
 #define NELEM(a)	(sizeof(a) / sizeof((a)[0]))
 /* A string literal as a pointer and its length, NULs included. */
@@ -1399,12 +1400,5 @@ fcgi_suite(void)
 int
 main(void)
 {
-	SRunner	*sr;
-	int	 failed;
-
-	sr = srunner_create(fcgi_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return unit_run(fcgi_suite(), CK_FORK);
 }

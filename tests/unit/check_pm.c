@@ -9,6 +9,7 @@
 #include <stdlib.h>
 
 #include "fpmd.h"
+#include "unit.h"
 
 struct pm_case {
 	const char	*name;
@@ -266,11 +267,5 @@ pm_suite(void)
 int
 main(void)
 {
-	SRunner	*sr = srunner_create(pm_suite());
-	int	 failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return unit_run(pm_suite(), CK_FORK);
 }

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "fpmd.h"
+#include "unit.h"
 
 #define MAXNETS	4
 
@@ -201,57 +202,24 @@ START_TEST(test_overlap)
 }
 END_TEST
 
-/*
- * Forks a child that listens on 127.0.0.1 (any port) and waits; returns
- * its pid and the address in A.
- */
+/* A port another process holds, as a struct sock_addr in A. */
 static pid_t
-hold_port(struct sock_addr *a)
+hold_addr(struct sock_addr *a)
 {
-	struct sockaddr_in	 sin;
-	socklen_t		 len = sizeof(sin);
-	char			 spec[64], err[256];
-	int			 fd, p[2];
-	in_port_t		 port;
-	pid_t			 pid;
+	char		 spec[64], err[256];
+	in_port_t	 port;
+	pid_t		 pid = hold_port(&port);
 
-	ck_assert_int_eq(pipe(p), 0);
-	if ((pid = fork()) == 0) {
-		memset(&sin, 0, sizeof(sin));
-		sin.sin_family = AF_INET;
-		sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-		fd = socket(AF_INET, SOCK_STREAM, 0);
-		if (fd == -1 || bind(fd, (struct sockaddr *)&sin,
-		    sizeof(sin)) == -1 || listen(fd, 1) == -1 ||
-		    getsockname(fd, (struct sockaddr *)&sin, &len) == -1)
-			_exit(1);
-		if (write(p[1], &sin.sin_port, sizeof(sin.sin_port)) !=
-		    sizeof(sin.sin_port))
-			_exit(1);
-		pause();
-		_exit(0);
-	}
-	ck_assert_int_gt(pid, 0);
-	close(p[1]);
-	ck_assert_int_eq(read(p[0], &port, sizeof(port)), sizeof(port));
-	close(p[0]);
-	snprintf(spec, sizeof(spec), "127.0.0.1:%u", ntohs(port));
+	snprintf(spec, sizeof(spec), "127.0.0.1:%u", port);
 	ck_assert_int_eq(sock_addr_parse(spec, a, err, sizeof(err)), 0);
 	return pid;
-}
-
-static void
-release_port(pid_t pid)
-{
-	kill(pid, SIGKILL);
-	waitpid(pid, NULL, 0);
 }
 
 START_TEST(test_probe)
 {
 	struct sock_addr	 a;
 	char			 err[256] = "";
-	pid_t			 pid = hold_port(&a);
+	pid_t			 pid = hold_addr(&a);
 
 	/* Another program's port: refused, and it says which. */
 	ck_assert_int_eq(sock_probe(&a, 0, err, sizeof(err)), -1);
@@ -314,11 +282,5 @@ sock_suite(void)
 int
 main(void)
 {
-	SRunner	*sr = srunner_create(sock_suite());
-	int	 failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return unit_run(sock_suite(), CK_FORK);
 }
