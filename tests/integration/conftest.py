@@ -663,7 +663,29 @@ class FpmdProcess(ManagedProcess):
                         f"log line matching {pattern!r}")
 
 
-class Nginx(ManagedProcess):
+class HttpClientMixin:
+    """HTTP requests to a web server the test runs on 127.0.0.1:port."""
+
+    def connection(self, timeout=30.0):
+        """An HTTP/1.1 connection to it (kept alive by default)."""
+        return http.client.HTTPConnection("127.0.0.1", self.port,
+                                          timeout=timeout)
+
+    def request(self, method, path, body=None, headers=None, conn=None):
+        """One HTTP request; returns (status, headers, body).  With CONN the
+        request goes over that kept connection."""
+        own = conn is None
+        conn = conn or self.connection()
+        try:
+            conn.request(method, path, body=body, headers=headers or {})
+            resp = conn.getresponse()
+            return resp.status, resp.getheaders(), resp.read()
+        finally:
+            if own:
+                conn.close()
+
+
+class Nginx(HttpClientMixin, ManagedProcess):
     """A private nginx (daemon off, everything in its own directory)
     listening on 127.0.0.1:port and passing every request to UPSTREAM, an
     Endpoint.  keepalive=True adds `fastcgi_keep_conn on` and an upstream
@@ -739,24 +761,6 @@ class Nginx(ManagedProcess):
 
     def log_tail(self):
         return _tail(self._read(self.error_log) + self.stderr_text)
-
-    def connection(self, timeout=30.0):
-        """An HTTP/1.1 connection to this nginx (kept alive by default)."""
-        return http.client.HTTPConnection("127.0.0.1", self.port,
-                                          timeout=timeout)
-
-    def request(self, method, path, body=None, headers=None, conn=None):
-        """One HTTP request; returns (status, headers, body).  With CONN the
-        request goes over that kept connection."""
-        own = conn is None
-        conn = conn or self.connection()
-        try:
-            conn.request(method, path, body=body, headers=headers or {})
-            resp = conn.getresponse()
-            return resp.status, resp.getheaders(), resp.read()
-        finally:
-            if own:
-                conn.close()
 
 
 # ------------------------------------------------------------- echo page

@@ -14,7 +14,6 @@ A client whose binary is missing is skipped with the Debian package to
 install.  tests/CONFORMANCE.md lists the versions and settings tested.
 """
 
-import http.client
 import os
 import re
 import shutil
@@ -26,9 +25,9 @@ from pathlib import Path
 import pytest
 
 import fcgi_client as fc
-from conftest import (IS_ROOT, START_TIMEOUT, Endpoint, ManagedProcess,
-                      Nginx, NGINX_BIN, _tail, free_port, parse_echo,
-                      pool_conf, wait_tcp_listening)
+from conftest import (IS_ROOT, START_TIMEOUT, Endpoint, HttpClientMixin,
+                      ManagedProcess, Nginx, NGINX_BIN, _tail, free_port,
+                      parse_echo, pool_conf, wait_tcp_listening)
 
 APACHE_BIN = os.environ.get("APACHE_BIN", "/usr/sbin/apache2")
 APACHE_MODULES = "/usr/lib/apache2/modules"
@@ -55,7 +54,7 @@ def require(client):
                     f"{package})")
 
 
-class HttpFront(ManagedProcess):
+class HttpFront(HttpClientMixin, ManagedProcess):
     """A web server listening on 127.0.0.1:port, started in the foreground
     from a config file in its own directory and stopped by pid."""
 
@@ -85,21 +84,6 @@ class HttpFront(ManagedProcess):
 
     def bad_log_lines(self):
         return []
-
-    def connection(self, timeout=30.0):
-        return http.client.HTTPConnection("127.0.0.1", self.port,
-                                          timeout=timeout)
-
-    def request(self, method, path, body=None, headers=None, conn=None):
-        own = conn is None
-        conn = conn or self.connection()
-        try:
-            conn.request(method, path, body=body, headers=headers or {})
-            resp = conn.getresponse()
-            return resp.status, resp.getheaders(), resp.read()
-        finally:
-            if own:
-                conn.close()
 
 
 class Apache(HttpFront):

@@ -123,7 +123,7 @@ def test_access_log_times_durations_and_resources(fpmd, endpoint,
 
 
 # What a line costs: the worker collects only what its format shows (%C's
-# rusage, %M's, %R's peer) and asks for its pids once (src/plog.c).
+# and %M's rusage) and asks for its pids once (src/plog.c).
 
 BURN_PY = """#!/usr/bin/python3
 import os
