@@ -156,26 +156,17 @@ def run(b, loader, tmp):
 
 def main():
     bench.need("strace", "strace")
-    if not os.access(bench.FPMD_BIN, os.X_OK):
-        sys.exit(f"access: fpmd not found at {bench.FPMD_BIN}: build it "
-                 f"(autoreconf -fi && ./configure && make) or set FPMD_BIN")
+    bench.need_fpmd("access")
     for _, binary in TARGETS[1:]:
         if not os.access(binary, os.X_OK):
             sys.exit(f"access: FPMD_ALT={binary} is not an executable")
     loader, _ = bench.build()
     tmp = bench.make_tmpdir("fpmd-access.")
     b = bench.Bench(tmp, loader, None, targets=[n for n, _ in TARGETS])
-    ok = False
     bench.exit_on_signals("access")
-    try:
-        run(b, loader, tmp)
-        ok = True
-    except (RuntimeError, subprocess.TimeoutExpired) as e:
-        log(f"access: {e}")
-    finally:
-        b.procs.stop_all()
-        bench.drop_tmpdir("access", tmp, ok)
-    return 0 if ok else 1
+    return bench.guarded("access", tmp, b.procs.stop_all,
+                         lambda: run(b, loader, tmp),
+                         (RuntimeError, subprocess.TimeoutExpired))
 
 
 sys.exit(main())

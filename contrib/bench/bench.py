@@ -310,6 +310,32 @@ def drop_tmpdir(prog, tmp, ok):
         log(f"{prog}: logs and configs kept in {tmp}")
 
 
+def guarded(prog, tmp, stop, body, errors=(RuntimeError, OSError,
+                                           subprocess.TimeoutExpired)):
+    """A script's run: BODY() with its expected ERRORS logged, then, come
+    what may, STOP() (everything it started, by pid) and TMP dropped (kept
+    when the run failed).  Returns the exit status: 0 when BODY ran
+    through."""
+    ok = False
+    try:
+        body()
+        ok = True
+    except errors as e:
+        log(f"{prog}: {e}")
+    finally:
+        stop()
+        drop_tmpdir(prog, tmp, ok)
+    return 0 if ok else 1
+
+
+def need_fpmd(prog, binary=None):
+    """Exits with how to get one unless BINARY (FPMD_BIN) runs."""
+    binary = binary or FPMD_BIN
+    if not os.access(binary, os.X_OK):
+        sys.exit(f"{prog}: fpmd not found at {binary}: build it "
+                 f"(autoreconf -fi && ./configure && make) or set FPMD_BIN")
+
+
 def exit_on_signals(prog=None):
     """SIGINT, SIGTERM and SIGHUP raise SystemExit(128 + signo), so that
     the caller's finally clauses stop what it started; with PROG, that is
@@ -764,26 +790,16 @@ class Bench:
         def one(label, pid):
             rows.append((label, pid, pss_kb(pid)))
 
-        if "fpmd" in self.pids:
-            m = self.pids["fpmd"]
-            one("fpmd master", m)
-            kids = descendants(m)
+        for key in ("fpmd", "libfcgi", "php-fpm", "nginx"):
+            if key not in self.pids:
+                continue
+            if key == "libfcgi":
+                one("libfcgi-echo (spawn-fcgi child)", self.pids[key][0])
+                continue
+            one(f"{key} master", self.pids[key])
+            kids = descendants(self.pids[key])
             if kids:
-                one("fpmd worker", kids[0])
-        if "libfcgi" in self.pids:
-            one("libfcgi-echo (spawn-fcgi child)", self.pids["libfcgi"][0])
-        if "php-fpm" in self.pids:
-            m = self.pids["php-fpm"]
-            one("php-fpm master", m)
-            kids = descendants(m)
-            if kids:
-                one("php-fpm worker", kids[0])
-        if "nginx" in self.pids:
-            m = self.pids["nginx"]
-            one("nginx master", m)
-            kids = descendants(m)
-            if kids:
-                one("nginx worker", kids[0])
+                one(f"{key} worker", kids[0])
         return rows
 
 
@@ -951,13 +967,13 @@ def main():
     tmp = make_tmpdir("fpmd-bench.")
     load, echo = build()
     bench = Bench(tmp, load, echo)
-    ok = False
     exit_on_signals("bench")
     n_meas = 1 + len(TARGETS) * 3
     log(f"bench: {n_meas} measurements of {ROUNDS}x{PER}s after {WARM}s "
         f"warm-up: about {n_meas * (ROUNDS * PER + WARM) + 10}s; "
         f"temp dir {tmp}")
-    try:
+
+    def body():
         starters = {"fpmd": bench.start_fpmd, "libfcgi": bench.start_libfcgi,
                     "php-fpm": bench.start_php_fpm}
         for t in TARGETS:
@@ -969,13 +985,9 @@ def main():
         time.sleep(1)
         mem_after = bench.memory()
         report(bench, mem_idle, mem_after, busy)
-        ok = True
-    except (RuntimeError, subprocess.TimeoutExpired) as e:
-        log(f"bench: {e}")
-    finally:
-        bench.procs.stop_all()
-        drop_tmpdir("bench", tmp, ok)
-    return 0 if ok else 1
+
+    return guarded("bench", tmp, bench.procs.stop_all, body,
+                   (RuntimeError, subprocess.TimeoutExpired))
 
 
 if __name__ == "__main__":

@@ -173,9 +173,7 @@ def main():
         if kind not in ("sh", "c"):
             sys.exit(f"cgi: unknown program {kind!r} in PROGRAMS (sh c)")
     fpmd_bin = bench.FPMD_BIN
-    if not os.access(fpmd_bin, os.X_OK):
-        sys.exit(f"cgi: fpmd not found at {fpmd_bin}: build it "
-                 f"(autoreconf -fi && ./configure && make) or set FPMD_BIN")
+    bench.need_fpmd("cgi")
     if FPMD_ALT and not os.access(FPMD_ALT, os.X_OK):
         sys.exit(f"cgi: FPMD_ALT={FPMD_ALT} is not an executable")
     bench.become_subreaper()

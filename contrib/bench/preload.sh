@@ -158,27 +158,18 @@ def report(rows, fpmd_bin):
 
 
 def main():
-    fpmd_bin = bench.FPMD_BIN
-    if not os.access(fpmd_bin, os.X_OK):
-        sys.exit(f"preload: fpmd not found at {fpmd_bin}: build it "
-                 f"(autoreconf -fi && ./configure && make) or set FPMD_BIN")
+    bench.need_fpmd("preload")
     bench.become_subreaper()
     tmp = bench.make_tmpdir("fpmd-preload-bench.")
     so = build_plugin(tmp)
     b = bench.Bench(tmp, None, None, targets=[f"fpmd-{m}" for m in MODES])
-    ok = False
     bench.exit_on_signals("preload")
     log(f"preload: temp dir {tmp}")
-    try:
-        rows = {mode: run_mode(b, so, mode) for mode in MODES}
-        report(rows, fpmd_bin)
-        ok = True
-    except (RuntimeError, OSError, fcgi_client.FcgiError) as e:
-        log(f"preload: {e}")
-    finally:
-        b.procs.stop_all()
-        bench.drop_tmpdir("preload", tmp, ok)
-    return 0 if ok else 1
+    return bench.guarded(
+        "preload", tmp, b.procs.stop_all,
+        lambda: report({mode: run_mode(b, so, mode) for mode in MODES},
+                       bench.FPMD_BIN),
+        (RuntimeError, OSError, fcgi_client.FcgiError))
 
 
 sys.exit(main())

@@ -386,11 +386,11 @@ def main():
             f"in {BUILDDIR} (or set FPMD_BUILDDIR)")
     tmp = bench.make_tmpdir("fpmd-reload.")
     run = Run(tmp)
-    ok = False
     bench.exit_on_signals()
     log(f"reload: temp dir {tmp}; about "
         f"{len(TARGETS) * (RELOADS * INTERVAL + 4) + 5:.0f} s")
-    try:
+
+    def body():
         starters = {"fpmd": run.start_fpmd, "php-fpm": run.start_php_fpm}
         for t in TARGETS:
             starters[t]()
@@ -400,15 +400,9 @@ def main():
             if " 200 " not in status + " ":
                 raise RuntimeError(f"{t} through nginx answers {status!r}:"
                                    f"\n{body[:400]!r}")
-        results = {t: measure(run, t) for t in TARGETS}
-        report(results)
-        ok = True
-    except (RuntimeError, subprocess.TimeoutExpired, OSError) as e:
-        log(f"reload: {e}")
-    finally:
-        run.stop_all()
-        bench.drop_tmpdir("reload", tmp, ok)
-    return 0 if ok else 1
+        report({t: measure(run, t) for t in TARGETS})
+
+    return bench.guarded("reload", tmp, run.stop_all, body)
 
 
 sys.exit(main())

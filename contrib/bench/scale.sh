@@ -354,10 +354,10 @@ def main():
                 f"in {BUILDDIR} (or set FPMD_BUILDDIR)")
     tmp = bench.make_tmpdir("fpmd-scale.")
     run = Run(tmp)
-    ok = False
     bench.exit_on_signals()
     log(f"scale: temp dir {tmp}")
-    try:
+
+    def body():
         steps = {t: [] for t in TARGETS}
         for i in range(ROUNDS):
             for t in (TARGETS if i % 2 == 0 else TARGETS[::-1]):
@@ -370,13 +370,9 @@ def main():
                 f"...")
             colds[t] = cold_rounds(run, t)
         report(steps, colds)
-        ok = True
-    except (RuntimeError, OSError) as e:
-        log(f"scale: {e}")
-    finally:
-        run.stop_all()
-        bench.drop_tmpdir("scale", tmp, ok)
-    return 0 if ok else 1
+
+    return bench.guarded("scale", tmp, run.stop_all, body,
+                         (RuntimeError, OSError))
 
 
 sys.exit(main())
