@@ -286,10 +286,18 @@ def test_access_log_default_format_costs_no_rusage_or_pid_per_request(
             for _ in range(n):
                 assert conn.request({"REQUEST_METHOD": "GET"}, b"",
                                     keep_conn=True).status == 200
+        def logged(lines):
+            wait_for(lambda: access.read_text().count("\n") == lines, 10,
+                     f"{lines} access lines")
+
+        def traced():
+            # The line is written after the answer is sent: wait for the
+            # last one before strace lets go, or it may miss that write.
+            requests()
+            logged(2 * n)
         requests()
-        counts = strace_counts(proc.worker_pids()[0], requests)
-    wait_for(lambda: access.read_text().count("\n") == 2 * n, 10,
-             f"{2 * n} access lines")
+        logged(n)
+        counts = strace_counts(proc.worker_pids()[0], traced)
     assert counts.get("write", 0) >= n, counts
     assert counts.get("getrusage", 0) <= n, counts
     assert "getpid" not in counts and "getppid" not in counts, counts
