@@ -726,8 +726,9 @@ def test_last_request_cpu_is_a_percentage_of_that_request(fpmd, endpoint,
     proc.wait_workers(1)
     resp = fc.request(ep.client, slow_params("ms=0"))
     assert resp.status == 200
-    first = listen_json(port)["processes"][0]
-    assert first["requests"] == 1
+    # The worker counts a request after it has sent the answer.
+    first = wait_status(port, lambda p: p["processes"][0]["requests"] == 1,
+                        "the request counted")["processes"][0]
     assert 0 <= first["last request cpu"] <= 100.0, first
     # Half a second of back-to-back short requests: several samples.
     deadline = time.monotonic() + 0.5
@@ -735,8 +736,8 @@ def test_last_request_cpu_is_a_percentage_of_that_request(fpmd, endpoint,
     while time.monotonic() < deadline or n < 20:
         assert fc.request(ep.client, slow_params("ms=0")).status == 200
         n += 1
-    p = listen_json(port)["processes"][0]
-    assert p["requests"] == n + 1
+    p = wait_status(port, lambda p: p["processes"][0]["requests"] == n + 1,
+                    f"{n + 1} requests counted")["processes"][0]
     assert 0 <= p["last request cpu"] <= 100.0, p
 
 
