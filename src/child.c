@@ -322,6 +322,7 @@ child_serve(struct pool *p, struct sb_slot *slot)
 	w.handler = p->handler;
 	rnd = (uint32_t)getpid() * 2654435761u ^ (uint32_t)now_ms();
 	w.max_requests = pm_max_requests(p->conf, rnd);
+	worker_crash_guard();
 	if (w.handler->worker_init != NULL &&
 	    w.handler->worker_init(&handler_host, &p->hpool,
 	    &w.handler_data) == -1) {
@@ -992,8 +993,9 @@ child_reaped(struct child *c, int status)
 	int64_t		 now = now_ms(), lived = now - c->started_ms;
 	bool		 asked = (c->flags & (CHILD_QUIT_SENT |
 			    CHILD_TERM_SENT | CHILD_KILL_SENT)) != 0;
-	char		 how[64];
 	struct sb_slot	 s;
+	char		 how[64], what[sizeof(s.method) + sizeof(s.uri) +
+			    sizeof(s.script) + 32] = "";
 	int		 sig = 0;
 
 	/* What it wrote last comes before the news of its death. */
@@ -1015,19 +1017,24 @@ child_reaped(struct child *c, int status)
 		p->sb->pool->respawns++;
 
 	if (WIFSIGNALED(status))
-		snprintf(how, sizeof(how), "on signal %d (SIG%s)",
-		    WTERMSIG(status), signal_name(WTERMSIG(status)));
+		snprintf(how, sizeof(how), "on signal %d (SIG%s%s)",
+		    WTERMSIG(status), signal_name(WTERMSIG(status)),
+		    WCOREDUMP(status) ? " - core dumped" : "");
 	else
 		snprintf(how, sizeof(how), "with code %d",
 		    WEXITSTATUS(status));
+	/* A crash in a request: which one (its client got a 500). */
+	if (!asked && WIFSIGNALED(status) && s.state == SB_RUNNING)
+		snprintf(what, sizeof(what), " serving \"%s %s\" (script "
+		    "'%s')", s.method, s.uri, s.script);
 	if (asked || (WIFEXITED(status) && WEXITSTATUS(status) == 0))
 		log_notice("[pool %s] child %ld exited %s after %lld.%03llds",
 		    p->conf->name, (long)c->pid, how, (long long)(lived / 1000),
 		    (long long)(lived % 1000));
 	else
-		log_warnx("[pool %s] child %ld exited %s after %lld.%03llds",
+		log_warnx("[pool %s] child %ld exited %s after %lld.%03llds%s",
 		    p->conf->name, (long)c->pid, how, (long long)(lived / 1000),
-		    (long long)(lived % 1000));
+		    (long long)(lived % 1000), what);
 
 	/* Deaths nobody asked for, young, in a row: back off respawning. */
 	if (!asked && lived < CHILD_YOUNG_MS &&

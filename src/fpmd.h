@@ -779,6 +779,7 @@ struct worker_ctx {
 };
 /* The request loop of a worker; returns when the worker must exit. */
 int	 worker_run(struct worker_ctx *);
+void	 worker_crash_guard(void);
 /* The request API handed to handlers (see fpmd/handler.h). */
 extern const struct fpmd_host handler_host;
 /* Set from the worker's SIGQUIT handler. */

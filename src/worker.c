@@ -152,6 +152,85 @@ worker_on_term(int sig)
 }
 
 /*
+ * A handler that crashes (SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT) takes
+ * its worker with it, but its client still gets an answer nginx can pass
+ * on: 500 on STDOUT, then END_REQUEST, unless some of the response may
+ * have left already (then the close says it is cut short).  Only
+ * async-signal-safe work: the records are built in a static buffer and
+ * sent with one send().  The raise() is delivered when the handler
+ * returns, with the default action (SA_RESETHAND): the worker dies of its
+ * signal, with a core dump where one is allowed, and the master logs it.
+ */
+#define CRASH_BODY	"Status: 500 Internal Server Error\r\n" \
+			"Content-Type: text/plain\r\n\r\n" \
+			"500 Internal Server Error\n"
+
+static const int		 crash_signals[] = {
+	SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT,
+};
+
+static struct {
+	volatile sig_atomic_t	 armed;	/* the handler runs a request */
+	volatile sig_atomic_t	 sent;	/* bytes of it may have left */
+	volatile int		 fd;
+	volatile uint16_t	 id;
+} crash;
+
+static void
+worker_on_crash(int sig)
+{
+	static uint8_t	 out[3 * FCGI_HEADER_LEN + sizeof(CRASH_BODY) + 8 + 8];
+	size_t		 len = sizeof(CRASH_BODY) - 1;
+	uint8_t		 pad = fcgi_padding_for(len), *p = out;
+	int		 saved = errno;
+
+	if (crash.armed && !crash.sent) {
+		fcgi_header_encode(p, FCGI_STDOUT, crash.id, (uint16_t)len,
+		    pad);
+		p += FCGI_HEADER_LEN;
+		memcpy(p, CRASH_BODY, len);
+		memset(p + len, 0, pad);
+		p += len + pad;
+		fcgi_header_encode(p, FCGI_STDOUT, crash.id, 0, 0);
+		fcgi_header_encode(p + FCGI_HEADER_LEN, FCGI_END_REQUEST,
+		    crash.id, 8, 0);
+		fcgi_end_encode(p + 2 * FCGI_HEADER_LEN, 1,
+		    FCGI_REQUEST_COMPLETE);
+		p += 2 * FCGI_HEADER_LEN + 8;
+		(void)send(crash.fd, out, (size_t)(p - out),
+		    MSG_NOSIGNAL | MSG_DONTWAIT);
+	}
+	errno = saved;
+	(void)raise(sig);
+}
+
+/*
+ * Before worker_init: the crash answer for the signals still at their
+ * default action.  One a plugin took in pool_init (a runtime that handles
+ * its own faults), or takes in worker_init, stays the plugin's.  An
+ * alternate stack lets the answer out of a stack overflow too.
+ */
+void
+worker_crash_guard(void)
+{
+	static uint8_t		 altstack[64 * 1024];
+	stack_t			 ss = { .ss_sp = altstack,
+				    .ss_size = sizeof(altstack) };
+	struct sigaction	 sa, old;
+	size_t			 i;
+
+	(void)sigaltstack(&ss, NULL);
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = worker_on_crash;
+	sa.sa_flags = SA_RESETHAND | SA_ONSTACK;
+	sigemptyset(&sa.sa_mask);
+	for (i = 0; i < sizeof(crash_signals) / sizeof(crash_signals[0]); i++)
+		if (sigaction(crash_signals[i], NULL, &old) == 0 &&
+		    old.sa_handler == SIG_DFL && !(old.sa_flags & SA_SIGINFO))
+			(void)sigaction(crash_signals[i], &sa, NULL);
+}
+
+/*
  * Waits until FD is ready for EVENTS, at most TIMEOUT_MS (no limit when
  * negative).  With QUIT_OK a graceful stop interrupts the wait.  Returns 1
  * ready, 0 timed out or interrupted by a stop, -1 on error.
@@ -194,6 +273,7 @@ worker_write_all(struct conn *c, const void *buf, size_t len, int64_t tmo)
 	const uint8_t	*p = buf;
 	ssize_t		 n;
 
+	crash.sent = 1;
 	if (c->dead)
 		return -1;
 	while (len > 0) {
@@ -236,6 +316,7 @@ worker_write_record(struct conn *c, enum fcgi_type type, uint16_t id,
 	iov[1].iov_len = len;
 	iov[2].iov_base = (void *)(uintptr_t)zeros;
 	iov[2].iov_len = pad;
+	crash.sent = 1;
 	if (c->dead)
 		return -1;
 	memset(&msg, 0, sizeof(msg));
@@ -951,7 +1032,12 @@ worker_request(struct worker_ctx *w, struct fpmd_request *r)
 		worker_status(w, r, page);
 		return;
 	}
+	crash.fd = c->fd;
+	crash.id = r->id;
+	crash.sent = 0;
+	crash.armed = 1;
 	rc = w->handler->handle(&handler_host, r, w->handler_data);
+	crash.armed = 0;
 	/* Ended as broken: closing without END_REQUEST says so. */
 	if (r->broken) {
 		worker_slot_state(w, SB_FINISHING);

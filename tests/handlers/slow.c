@@ -4,9 +4,12 @@
  * out-of-tree plugin, and loaded by absolute path.
  *
  * Query string: ms=N sleeps N milliseconds (in 10 ms steps, stopping if
- * the request is aborted); crash=1 dies of SIGSEGV; exit=1 exits at once.
+ * the request is aborted); crash=1 dies of SIGSEGV (raised), crash=2 of
+ * SIGSEGV once its headers have been flushed to the client, crash=3 of a
+ * stack overflow, crash=4 of abort(); exit=1 exits at once.
  * The body says which worker answered: "pid N".
  */
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +20,18 @@
 #include <fpmd/handler.h>
 
 #include "query.h"
+
+/* Deeper until the stack runs out (the bound is never reached). */
+static long
+slow_overflow(long depth)
+{
+	volatile char	 frame[4096];
+
+	frame[0] = (char)depth;
+	if (depth == LONG_MAX)
+		return frame[0];
+	return slow_overflow(depth + 1) + frame[0];
+}
 
 static int
 slow_handle(const struct fpmd_host *host, struct fpmd_request *req,
@@ -33,8 +48,22 @@ slow_handle(const struct fpmd_host *host, struct fpmd_request *req,
 		qs = "";
 	while (host->read_stdin(req, buf, sizeof(buf)) > 0)
 		;
-	if (query_long(qs, "crash", 0))
+	switch (query_long(qs, "crash", 0)) {
+	case 1:
 		raise(SIGSEGV);
+		break;
+	case 2:
+		n = snprintf(buf, sizeof(buf), "Status: 200 OK\r\n"
+		    "Content-Type: text/plain\r\n\r\nbefore the crash\n");
+		if (host->write_stdout(req, buf, (size_t)n) == 0 &&
+		    host->flush(req) == 0)
+			raise(SIGSEGV);
+		break;
+	case 3:
+		return (int)slow_overflow(0);
+	case 4:
+		abort();
+	}
 	if (query_long(qs, "exit", 0))
 		_exit(3);
 	for (ms = query_long(qs, "ms", 0); ms > 0 && !host->aborted(req);

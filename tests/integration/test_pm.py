@@ -562,22 +562,65 @@ def test_slow_headers_after_a_long_idle_keepalive_are_not_a_stuck_request(
 
 # ------------------------------------------------- crashes, start failure
 
+@pytest.mark.parametrize("crash,sig", [(1, "11 \\(SIGSEGV"),
+                                       (3, "11 \\(SIGSEGV"),
+                                       (4, "6 \\(SIGABRT")],
+                         ids=["raised", "stack-overflow", "abort"])
 def test_crashing_handler_costs_only_its_worker(fpmd, endpoint,
-                                                slow_handler):
+                                                slow_handler, crash, sig):
+    """A handler that crashes before any of its answer has left: the
+    client still gets a complete 500 (nginx would otherwise answer 502),
+    the master logs which request it was, and only that worker goes."""
     ep = endpoint("tcp")
     proc = fpmd([slow_pool(ep, slow_handler, pm__max_children=2)])
     conn, pid = pin(ep.client)
     mark = proc.log_mark()
     try:
-        cut_short(conn, "crash=1")
+        resp = cut_short(conn, f"crash={crash}")
     finally:
         conn.close()
-    proc.wait_log(rf"WARNING: \[pool www\] child {pid} exited on signal 11 "
-                  rf"\(SIGSEGV\) after \d+\.\d{{3}}s", since=mark)
+    assert isinstance(resp, fc.Response), resp
+    assert resp.status == 500 and resp.body == b"500 Internal Server Error\n"
+    assert resp.protocol_status == fc.REQUEST_COMPLETE
+    proc.wait_log(rf"WARNING: \[pool www\] child {pid} exited on signal "
+                  rf"{sig}( - core dumped)?\) after \d+\.\d{{3}}s serving "
+                  rf"\"GET /slow\?crash={crash}\" \(script '/srv/slow'\)",
+                  since=mark)
     after = proc.wait_workers(2, without=[pid])
     pids = pids_of(collect(send_all(ep.client, ["ms=50"] * 6)))
     assert set(pids) <= set(after)
     assert proc.running()
+
+
+def test_crash_after_the_answer_began_cuts_it_short(fpmd, endpoint,
+                                                   slow_handler):
+    """Once part of the answer has left, a 500 cannot follow it: the
+    client gets what was sent and a close without END_REQUEST."""
+    ep = endpoint("tcp")
+    proc = fpmd([slow_pool(ep, slow_handler, pm__max_children=1)])
+    conn, pid = pin(ep.client)
+    try:
+        conn.send_request(slow_params("crash=2"), keep_conn=True)
+        with pytest.raises(fc.ConnectionClosed) as e:
+            conn.read_response(1, timeout=20)
+    finally:
+        conn.close()
+    assert e.value.partial.stdout.endswith(b"\r\n\r\nbefore the crash\n")
+    assert e.value.partial.protocol_status is None
+    proc.wait_log(rf"child {pid} exited on signal 11 \(SIGSEGV")
+
+
+def test_crashing_handler_through_nginx_is_a_500(fpmd, endpoint, nginx,
+                                                 slow_handler):
+    ep = endpoint("unix")
+    proc = fpmd([slow_pool(ep, slow_handler, pm__max_children=1)])
+    web = nginx(ep, keepalive=True)
+    status, _, body = web.request("GET", "/slow?crash=1")
+    assert (status, body) == (500, b"500 Internal Server Error\n")
+    proc.wait_log(r"exited on signal 11 \(SIGSEGV")
+    # The next request finds the replacement worker.
+    status, _, body = web.request("GET", "/slow?ms=0")
+    assert status == 200 and body.startswith(b"pid "), body
 
 
 @pytest.mark.parametrize("pm", ["static", "dynamic"])
