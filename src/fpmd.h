@@ -387,6 +387,8 @@ struct sb_slot {
 	pid_t		 pid;
 	pid_t		 program_pgid;	/* a program's process group the
 					 * handler runs now, or 0 */
+	uint32_t	 term_timeout;	/* the master's: the SIGTERM it sends
+					 * is request_terminate_timeout's */
 	uint32_t	 state;
 	uint32_t	 generation;
 	uint64_t	 requests;
@@ -627,6 +629,7 @@ struct child {
 	struct wlog		*wlog;		/* its output and log channel */
 	double			 slow_logged;	/* req_started of the request
 						 * already in the slowlog */
+	int64_t			 kill_at_ms;	/* timed out: SIGKILL then */
 };
 TAILQ_HEAD(child_list, child);
 

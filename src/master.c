@@ -645,9 +645,14 @@ master_deadline(int64_t now)
 }
 
 /*
- * request_terminate_timeout: a worker stuck in one request is killed.  A
- * worker idle on a kept connection is not in a request.
+ * request_terminate_timeout: a worker stuck in one request is ended.  A
+ * worker idle on a kept connection is not in a request.  SIGTERM first,
+ * the slot saying why, so that a worker that has sent nothing yet answers
+ * 504 (worker_on_term()); SIGKILL TERM_GRACE_MS later if it still lives
+ * (it blocked the signal, or is stopped).  Returns when to look again.
  */
+#define TERM_GRACE_MS	1000
+
 static int64_t
 master_terminate_stuck(struct pool *p)
 {
@@ -655,10 +660,27 @@ master_terminate_stuck(struct pool *p)
 	struct child		*c;
 	struct sb_slot		 s;
 	double			 now = now_real(), ran;
+	int64_t			 mono = now_ms(), next;
 
 	if (pc->request_terminate_timeout_ms == 0)
 		return PM_TICK_MS;
+	/* As PHP-FPM: look every third of the timeout (not under 100 ms). */
+	next = pc->request_terminate_timeout_ms / 3 < PM_TICK_MS ?
+	    (pc->request_terminate_timeout_ms / 3 > 100 ?
+	    pc->request_terminate_timeout_ms / 3 : 100) : PM_TICK_MS;
 	TAILQ_FOREACH(c, &p->children, entry) {
+		if ((c->flags & CHILD_TIMED_OUT) &&
+		    !(c->flags & CHILD_KILL_SENT)) {
+			if (mono < c->kill_at_ms) {
+				if (c->kill_at_ms - mono < next)
+					next = c->kill_at_ms - mono;
+				continue;
+			}
+			log_warnx("[pool %s] child %ld still alive %d ms after "
+			    "SIGTERM: sending SIGKILL", pc->name, (long)c->pid,
+			    TERM_GRACE_MS);
+			child_signal(c, SIGKILL);
+		}
 		if (c->flags & (CHILD_TERM_SENT | CHILD_KILL_SENT))
 			continue;
 		sb_slot_read(&p->sb->slots[c->slot], &s);
@@ -675,14 +697,16 @@ master_terminate_stuck(struct pool *p)
 		log_warnx("[pool %s] child %ld, script '%s' (request: \"%s %s\") "
 		    "execution timed out (%.3f sec), terminating", pc->name,
 		    (long)c->pid, s.script, s.method, s.uri, ran);
-		child_signal(c, SIGKILL);
+		__atomic_store_n(&p->sb->slots[c->slot].term_timeout, 1,
+		    __ATOMIC_RELAXED);
+		child_signal(c, SIGTERM);
 		c->flags |= CHILD_TIMED_OUT;
+		c->kill_at_ms = mono + TERM_GRACE_MS;
+		if (TERM_GRACE_MS < next)
+			next = TERM_GRACE_MS;
 		p->sb->pool->kills_timeout++;
 	}
-	/* As PHP-FPM: look every third of the timeout (not under 100 ms). */
-	return pc->request_terminate_timeout_ms / 3 < PM_TICK_MS ?
-	    (pc->request_terminate_timeout_ms / 3 > 100 ?
-	    pc->request_terminate_timeout_ms / 3 : 100) : PM_TICK_MS;
+	return next;
 }
 
 /* Arms (or re-arms) the one-shot watch of an ondemand pool's socket. */

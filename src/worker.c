@@ -112,6 +112,54 @@ struct fpmd_request {
 };
 
 /*
+ * A worker that dies in a request still answers it, if none of the answer
+ * has left yet: a Status header on STDOUT and END_REQUEST, where nginx
+ * would turn a bare close into 502.  It dies so of a crash in the handler
+ * (SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT: 500), of the master's
+ * request_terminate_timeout (SIGTERM: 504) or of a stop that could not
+ * wait (SIGTERM: 503).  Only async-signal-safe work: the records are
+ * built in a static buffer and sent with one send().  Once some of the
+ * answer may have left, nothing: the close says it is cut short.
+ */
+#define LAST_ANSWER(status)	"Status: " status "\r\nContent-Type: " \
+				"text/plain\r\n\r\n" status "\n"
+
+static const char	 answer_500[] = LAST_ANSWER("500 Internal Server Error");
+static const char	 answer_503[] = LAST_ANSWER("503 Service Unavailable");
+static const char	 answer_504[] = LAST_ANSWER("504 Gateway Timeout");
+
+static struct {
+	volatile sig_atomic_t	 armed;	/* the handler runs a request */
+	volatile sig_atomic_t	 sent;	/* bytes of it may have left */
+	volatile int		 fd;
+	volatile uint16_t	 id;
+} last;
+
+static void
+worker_last_answer(const char *body, size_t len)
+{
+	static uint8_t	 out[FCGI_HEADER_LEN + 128 + 8 + 2 * FCGI_HEADER_LEN +
+			    8];
+	uint8_t		 pad = fcgi_padding_for(len), *p = out;
+
+	if (!last.armed || last.sent || len > 128)
+		return;
+	last.sent = 1;
+	fcgi_header_encode(p, FCGI_STDOUT, last.id, (uint16_t)len, pad);
+	p += FCGI_HEADER_LEN;
+	memcpy(p, body, len);
+	memset(p + len, 0, pad);
+	p += len + pad;
+	fcgi_header_encode(p, FCGI_STDOUT, last.id, 0, 0);
+	fcgi_header_encode(p + FCGI_HEADER_LEN, FCGI_END_REQUEST, last.id, 8,
+	    0);
+	fcgi_end_encode(p + 2 * FCGI_HEADER_LEN, 1, FCGI_REQUEST_COMPLETE);
+	p += 2 * FCGI_HEADER_LEN + 8;
+	(void)send(last.fd, out, (size_t)(p - out), MSG_NOSIGNAL |
+	    MSG_DONTWAIT);
+}
+
+/*
  * A graceful stop (SIGQUIT) must end the waits between requests and
  * nothing else: the handler sets worker_quit and makes the self-pipe
  * readable, which the accept and poll waits watch, so no stop is lost
@@ -143,8 +191,15 @@ static struct sb_slot		*term_slot;
 static void
 worker_on_term(int sig)
 {
+	int	 saved = errno;
 	pid_t	 pgid;
 
+	/* The master says why: request_terminate_timeout, or a stop. */
+	if (__atomic_load_n(&term_slot->term_timeout, __ATOMIC_RELAXED))
+		worker_last_answer(answer_504, sizeof(answer_504) - 1);
+	else
+		worker_last_answer(answer_503, sizeof(answer_503) - 1);
+	errno = saved;
 	pgid = __atomic_load_n(&term_slot->program_pgid, __ATOMIC_RELAXED);
 	if (pgid > 0)
 		(void)kill(-pgid, SIGKILL);
@@ -152,54 +207,20 @@ worker_on_term(int sig)
 }
 
 /*
- * A handler that crashes (SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT) takes
- * its worker with it, but its client still gets an answer nginx can pass
- * on: 500 on STDOUT, then END_REQUEST, unless some of the response may
- * have left already (then the close says it is cut short).  Only
- * async-signal-safe work: the records are built in a static buffer and
- * sent with one send().  The raise() is delivered when the handler
- * returns, with the default action (SA_RESETHAND): the worker dies of its
- * signal, with a core dump where one is allowed, and the master logs it.
+ * A crash in the handler: the 500, then the signal's default action
+ * (SA_RESETHAND), delivered when this returns: the worker dies of it,
+ * with a core dump where one is allowed, and the master logs it.
  */
-#define CRASH_BODY	"Status: 500 Internal Server Error\r\n" \
-			"Content-Type: text/plain\r\n\r\n" \
-			"500 Internal Server Error\n"
-
 static const int		 crash_signals[] = {
 	SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT,
 };
 
-static struct {
-	volatile sig_atomic_t	 armed;	/* the handler runs a request */
-	volatile sig_atomic_t	 sent;	/* bytes of it may have left */
-	volatile int		 fd;
-	volatile uint16_t	 id;
-} crash;
-
 static void
 worker_on_crash(int sig)
 {
-	static uint8_t	 out[3 * FCGI_HEADER_LEN + sizeof(CRASH_BODY) + 8 + 8];
-	size_t		 len = sizeof(CRASH_BODY) - 1;
-	uint8_t		 pad = fcgi_padding_for(len), *p = out;
-	int		 saved = errno;
+	int	 saved = errno;
 
-	if (crash.armed && !crash.sent) {
-		fcgi_header_encode(p, FCGI_STDOUT, crash.id, (uint16_t)len,
-		    pad);
-		p += FCGI_HEADER_LEN;
-		memcpy(p, CRASH_BODY, len);
-		memset(p + len, 0, pad);
-		p += len + pad;
-		fcgi_header_encode(p, FCGI_STDOUT, crash.id, 0, 0);
-		fcgi_header_encode(p + FCGI_HEADER_LEN, FCGI_END_REQUEST,
-		    crash.id, 8, 0);
-		fcgi_end_encode(p + 2 * FCGI_HEADER_LEN, 1,
-		    FCGI_REQUEST_COMPLETE);
-		p += 2 * FCGI_HEADER_LEN + 8;
-		(void)send(crash.fd, out, (size_t)(p - out),
-		    MSG_NOSIGNAL | MSG_DONTWAIT);
-	}
+	worker_last_answer(answer_500, sizeof(answer_500) - 1);
 	errno = saved;
 	(void)raise(sig);
 }
@@ -273,7 +294,7 @@ worker_write_all(struct conn *c, const void *buf, size_t len, int64_t tmo)
 	const uint8_t	*p = buf;
 	ssize_t		 n;
 
-	crash.sent = 1;
+	last.sent = 1;
 	if (c->dead)
 		return -1;
 	while (len > 0) {
@@ -316,7 +337,7 @@ worker_write_record(struct conn *c, enum fcgi_type type, uint16_t id,
 	iov[1].iov_len = len;
 	iov[2].iov_base = (void *)(uintptr_t)zeros;
 	iov[2].iov_len = pad;
-	crash.sent = 1;
+	last.sent = 1;
 	if (c->dead)
 		return -1;
 	memset(&msg, 0, sizeof(msg));
@@ -1032,12 +1053,12 @@ worker_request(struct worker_ctx *w, struct fpmd_request *r)
 		worker_status(w, r, page);
 		return;
 	}
-	crash.fd = c->fd;
-	crash.id = r->id;
-	crash.sent = 0;
-	crash.armed = 1;
+	last.fd = c->fd;
+	last.id = r->id;
+	last.sent = 0;
+	last.armed = 1;
 	rc = w->handler->handle(&handler_host, r, w->handler_data);
-	crash.armed = 0;
+	last.armed = 0;
 	/* Ended as broken: closing without END_REQUEST says so. */
 	if (r->broken) {
 		worker_slot_state(w, SB_FINISHING);

@@ -18,8 +18,8 @@ from collections import Counter
 import pytest
 
 import fcgi_client as fc
-from conftest import (READY_LINE, check_ok, parse_echo, pool_conf,
-                      proc_workers, proc_stat, same_process_alive,
+from conftest import (READY_LINE, check_ok, parse_echo, peer_has_read_all,
+                      pool_conf, proc_workers, proc_stat, same_process_alive,
                       slow_answer_pid, slow_params, wait_for)
 
 MAX_CHILDREN_LINE = (r"WARNING: \[pool {pool}\] server reached "
@@ -457,14 +457,19 @@ def test_request_terminate_timeout_kills_the_stuck_worker(fpmd, endpoint,
     finally:
         conn.close()
     took = time.monotonic() - t0
-    # Not a hang, and not the handler's own answer at 5 s.
+    # Not a hang, and not the handler's own answer at 5 s: a 504 that
+    # nginx passes on (a bare close would be its 502).
     assert took < 4.0, f"the client waited {took:.1f}s ({outcome!r})"
+    assert isinstance(outcome, fc.Response), outcome
+    assert (outcome.status, outcome.body) == (504, b"504 Gateway Timeout\n")
+    assert outcome.protocol_status == fc.REQUEST_COMPLETE
     m = proc.wait_log(rf"WARNING: \[pool www\] child {pid}, script "
                       rf"'/srv/slow' \(request: \"([^\"]*)\"\) "
                       rf"execution timed out \((\d+\.\d+) sec\), terminating",
                       since=mark)
-    proc.wait_log(rf"\[pool www\] child {pid} exited on signal 9 "
-                  rf"\(SIGKILL\)", since=mark)
+    proc.wait_log(rf"\[pool www\] child {pid} exited on signal 15 "
+                  rf"\(SIGTERM\)", since=mark)
+    assert "sending SIGKILL" not in proc.log_text[mark:]
     proc.wait_workers(2, without=[pid])
     slow_request(ep.client, "ms=0")
 
@@ -478,6 +483,31 @@ def test_request_terminate_timeout_kills_the_stuck_worker(fpmd, endpoint,
     if m.group(1) != "GET /slow?ms=5000":
         problems.append(f"request logged as {m.group(1)!r}")
     assert not problems, f"{problems}: {m.group(0)}"
+
+
+def test_request_terminate_timeout_kills_a_worker_deaf_to_sigterm(
+        fpmd, endpoint, slow_handler):
+    """A worker that cannot act on the SIGTERM (here: stopped) gets
+    SIGKILL a second later, and its client a close."""
+    ep = endpoint("tcp")
+    proc = fpmd([slow_pool(ep, slow_handler, pm__max_children=2,
+                           request_terminate_timeout="1s")])
+    conn, pid = pin(ep.client)
+    mark = proc.log_mark()
+    try:
+        conn.send_request(slow_params("ms=10000"), keep_conn=True)
+        wait_for(lambda: peer_has_read_all(conn), 10, "the request read")
+        os.kill(pid, signal.SIGSTOP)
+        with pytest.raises(fc.ConnectionClosed):
+            conn.read_response(1, timeout=20)
+    finally:
+        conn.close()
+    for line in (rf"child {pid}, script '/srv/slow' .* execution timed out",
+                 rf"child {pid} still alive 1000 ms after SIGTERM: sending "
+                 rf"SIGKILL",
+                 rf"child {pid} exited on signal 9 \(SIGKILL\)"):
+        proc.wait_log(line, since=mark)
+    proc.wait_workers(2, without=[pid])
 
 
 def test_worker_idle_on_a_kept_connection_is_not_terminated(fpmd, endpoint,

@@ -124,6 +124,16 @@ class InFlight:
         finally:
             self.conn.close()
 
+    def unavailable(self, timeout=20):
+        """Expect the 503 a worker answers when a stop that cannot wait
+        ends it with SIGTERM; returns the seconds since the request was
+        sent."""
+        resp, took = self.result(timeout)
+        assert (resp.status, resp.body) == (503,
+                                            b"503 Service Unavailable\n")
+        assert resp.protocol_status == fc.REQUEST_COMPLETE
+        return took
+
     def cut(self, timeout=20):
         """Expect the connection closed without an answer; returns the
         seconds since the request was sent."""
@@ -669,7 +679,7 @@ def test_fpmctl_stop_is_fast(fpmd, fpmctl, endpoint, sockdir, tmp_path,
     r = fpmctl(g["control.listen"], "stop")
     assert (r.returncode, r.stdout.strip()) == (0, "ok: stopping")
     assert proc.wait_exit(3.0) == 0
-    flight.cut(5)
+    flight.unavailable(5)
 
 
 # ------------------------------------------------------------------- stops
@@ -699,8 +709,9 @@ def test_graceful_stop_waits_for_a_3s_request(fpmd, endpoint, sockdir,
 def test_stop_is_bounded_by_process_control_timeout_quit_term_kill(
         fpmd, fpmctl, endpoint, sockdir, tmp_path, slow_handler):
     """A 10 s request outlives process_control_timeout = 1s: QUIT, then
-    TERM at 1 s (the worker dies), and a worker that cannot act on TERM
-    (stopped with SIGSTOP) gets KILL 1 s later."""
+    TERM at 1 s (the worker answers 503 and dies), and a worker that
+    cannot act on TERM (stopped with SIGSTOP) gets KILL 1 s later: its
+    client sees the close."""
     ep = endpoint("unix")
     g = globals_for(tmp_path, sockdir, process_control_timeout="1s")
     proc = fpmd([slow_pool(ep, slow_handler, "www", pm__max_children=2)],
@@ -717,7 +728,7 @@ def test_stop_is_bounded_by_process_control_timeout_quit_term_kill(
         proc.signal(signal.SIGQUIT)
         assert proc.wait_exit(STOP_TIMEOUT) == 0
         took = time.monotonic() - signaled
-        a.cut(5)
+        a.unavailable(5)
         b.cut(5)
     finally:
         a.conn.close()
@@ -735,7 +746,7 @@ def test_stop_is_bounded_by_process_control_timeout_quit_term_kill(
     assert log.index("sending SIGTERM") < log.index("sending SIGKILL")
 
 
-def test_sigint_stops_at_once_and_cuts_the_request(fpmd, endpoint, sockdir,
+def test_sigint_stops_at_once_and_ends_the_request_with_503(fpmd, endpoint, sockdir,
                                                    tmp_path, slow_handler):
     ep = endpoint("unix")
     g = globals_for(tmp_path, sockdir, process_control_timeout="30s")
@@ -746,7 +757,7 @@ def test_sigint_stops_at_once_and_cuts_the_request(fpmd, endpoint, sockdir,
     proc.signal(signal.SIGINT)
     assert proc.wait_exit(STOP_TIMEOUT) == 0
     assert time.monotonic() - signaled < 2.0
-    assert flight.cut(5) < 3.0
+    assert flight.unavailable(5) < 3.0
 
 
 # --------------------------------------------------------------- USR1, logs
