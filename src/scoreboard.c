@@ -57,17 +57,23 @@ sb_free(struct scoreboard *sb)
 	free(sb);
 }
 
+/*
+ * Odd while a writer is in the slot, even otherwise -- also after a writer
+ * died in the middle of an update, which left the count odd: the next
+ * begin keeps it odd (and moves it), the next end makes it even.  A plain
+ * increment would flip the meaning for good after such a death.
+ */
 void
 sb_slot_begin(struct sb_slot *s)
 {
-	__atomic_store_n(&s->seq, s->seq + 1, __ATOMIC_RELAXED);
+	__atomic_store_n(&s->seq, (s->seq + 1) | 1, __ATOMIC_RELAXED);
 	__atomic_thread_fence(__ATOMIC_RELEASE);
 }
 
 void
 sb_slot_end(struct sb_slot *s)
 {
-	__atomic_store_n(&s->seq, s->seq + 1, __ATOMIC_RELEASE);
+	__atomic_store_n(&s->seq, (s->seq + 1) & ~1u, __ATOMIC_RELEASE);
 }
 
 void
