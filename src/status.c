@@ -270,6 +270,13 @@ status_duration(const struct status *st, const struct sb_slot *s)
 	return d > 0 ? (uint64_t)d : 0;
 }
 
+/* Seconds from THEN to NOW; 0 if the wall clock stepped back past THEN. */
+static uint64_t
+status_since(double now, double then)
+{
+	return now > then ? (uint64_t)(now - then) : 0;
+}
+
 /*
  * One field of a page, named as PHP-FPM names it in each format, with
  * its value: 's' a string (each format escapes it), 'u' a count, 'd' a
@@ -306,7 +313,7 @@ status_pool_fields(const struct status *st, struct status_field *f,
 		status_time(tbuf, tlen, st->start_time);
 		S("start time", "start-time", tbuf);
 	}
-	U("start since", "start-since", st->now - st->start_time);
+	U("start since", "start-since", status_since(st->now, st->start_time));
 	U("accepted conn", "accepted-conn", st->accepted_conn);
 	U("listen queue", "listen-queue", st->listen_queue);
 	U("max listen queue", "max-listen-queue", st->max_listen_queue);
@@ -351,7 +358,7 @@ status_proc_fields(const struct status *st, const struct sb_slot *s,
 		status_time(tbuf, tlen, s->started);
 		S("start time", "start-time", tbuf);
 	}
-	U("start since", "start-since", st->now - s->started);
+	U("start since", "start-since", status_since(st->now, s->started));
 	U("requests", "requests", s->requests);
 	U("request duration", "request-duration", status_duration(st, s));
 	S("request method", "request-method", s->method[0] ? s->method : "-");
