@@ -473,3 +473,39 @@ access_head_status(const struct access_head *h)
 		return 302;
 	return 200;
 }
+
+/*
+ * As PHP-FPM's access.suppress_path: health checks and the like stay out
+ * of the log while they succeed; anything else about them is logged.
+ */
+bool
+access_suppressed(char *const *paths, size_t n, const struct access_req *a)
+{
+	const char	*method, *qs, *len, *uri, *q;
+	size_t		 plen, i;
+	int		 status;
+
+	if (n == 0)
+		return false;
+	method = a->param(a->ctx, "REQUEST_METHOD");
+	if (method == NULL || (strcmp(method, "GET") != 0 &&
+	    strcmp(method, "HEAD") != 0))
+		return false;
+	if ((qs = a->param(a->ctx, "QUERY_STRING")) != NULL && *qs != '\0')
+		return false;
+	if ((len = a->param(a->ctx, "CONTENT_LENGTH")) != NULL &&
+	    *len != '\0' && strspn(len, "0") != strlen(len))
+		return false;
+	status = access_head_status(a->head);
+	if (status < 200 || status > 299)
+		return false;
+	if ((uri = a->param(a->ctx, "REQUEST_URI")) == NULL &&
+	    (uri = a->param(a->ctx, "SCRIPT_NAME")) == NULL)
+		return false;
+	/* A bare '?' carries no query string, but it is not the path. */
+	plen = (q = strchr(uri, '?')) != NULL ? (size_t)(q - uri) : strlen(uri);
+	for (i = 0; i < n; i++)
+		if (strlen(paths[i]) == plen && memcmp(paths[i], uri, plen) == 0)
+			return true;
+	return false;
+}

@@ -144,6 +144,8 @@ static const struct directive conf_directives[] = {
 	{ "access.log", POOL, D_PATH, P(access_log), 0, "", 0, 0, 0 },
 	{ "access.format", POOL, D_STR, P(access_format), 0,
 	    "%R - %u %t \"%m %r\" %s", 0, 0, 0 },
+	{ "access.suppress_path", POOL, D_LIST, P(access_suppress_path),
+	    P(naccess_suppress_path), NULL, 0, 0, 0 },
 	{ "slowlog", POOL, D_PATH, P(slowlog), 0, "", 0, 0, 0 },
 	{ "request_slowlog_timeout", POOL, D_DURATION,
 	    P(request_slowlog_timeout_ms), 0, "0", 0, 0, 0 },
@@ -1089,6 +1091,7 @@ static void
 conf_check_logs(cfg_t *sec, struct pool_conf *pc)
 {
 	char	 err[256];
+	size_t	 i;
 
 	conf_check_target(sec, "error_log", pc->error_log,
 	    "stderr, syslog, journal");
@@ -1100,6 +1103,11 @@ conf_check_logs(cfg_t *sec, struct pool_conf *pc)
 	else if (access_format_check(pc->access_format, err,
 	    sizeof(err)) != NULL)
 		POOL_ERR(sec, "access.format", "access.format: %s", err);
+	for (i = 0; i < pc->naccess_suppress_path; i++)
+		if (pc->access_suppress_path[i][0] != '/')
+			POOL_ERR(sec, "access.suppress_path",
+			    "access.suppress_path: \"%s\" must begin with '/'",
+			    pc->access_suppress_path[i]);
 	/* As PHP-FPM: a timeout with nowhere to write is a mistake. */
 	if (pc->request_slowlog_timeout_ms > 0 && pc->slowlog == NULL)
 		POOL_ERR(sec, "request_slowlog_timeout",

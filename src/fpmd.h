@@ -293,6 +293,8 @@ struct pool_conf {
 	char		*error_log;	/* the pool's own; NULL: the global */
 	char		*access_log;	/* a path, "stdout" or "stderr" */
 	char		*access_format;
+	char		**access_suppress_path;	/* exact paths not logged */
+	size_t		 naccess_suppress_path;
 	char		*slowlog;	/* a path, "stdout" or "stderr" */
 	int64_t		 request_slowlog_timeout_ms;
 	bool		 catch_workers_output;
@@ -853,6 +855,13 @@ enum access_need {
 	ACCESS_NEED_HEAD = 1 << 3,	/* %s, %o: the response head, kept */
 };
 unsigned int access_needs(const char *fmt);
+/*
+ * True when A is a request access.suppress_path keeps out of the log: a
+ * GET or HEAD with no query string and no body, answered 2xx, whose path
+ * (REQUEST_URI before any '?', else SCRIPT_NAME) is one of PATHS exactly.
+ */
+bool	 access_suppressed(char *const *paths, size_t n,
+	    const struct access_req *a);
 
 /* wlog.c */
 /*

@@ -176,6 +176,9 @@ plog_worker_init(const struct pool *p)
 {
 	plog_worker.format = p->conf->access_format;
 	plog_worker.needs = access_needs(plog_worker.format);
+	/* access.suppress_path looks at the status. */
+	if (p->conf->naccess_suppress_path > 0)
+		plog_worker.needs |= ACCESS_NEED_HEAD;
 	/* On a Unix socket %R shows "-": nothing to ask. */
 	if (p->conf->addr.family == AF_UNIX)
 		plog_worker.needs &= ~(unsigned int)ACCESS_NEED_PEER;
@@ -287,6 +290,9 @@ plog_request_end(struct pool *p, struct fpmd_request *r)
 	a.peer = peer;
 	a.start = plog_req.start;
 	a.end = now_real();
+	if (access_suppressed(p->conf->access_suppress_path,
+	    p->conf->naccess_suppress_path, &a))
+		return;
 	if (plog_worker.needs & (ACCESS_NEED_CPU | ACCESS_NEED_MEMORY)) {
 		getrusage(RUSAGE_SELF, &self);
 		a.memory = (uint64_t)self.ru_maxrss * 1024;

@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 
 import fcgi_client
-from conftest import (REPO, IS_ROOT, built_plugin, pool_conf, render_conf,
-                      run_fpmd, wait_for)
+from conftest import (REPO, IS_ROOT, Raw, built_plugin, pool_conf,
+                      render_conf, run_fpmd, wait_for)
 
 FILLER = "0123456789abcdefghijklmnopqrstuvwxyz"
 
@@ -312,6 +312,47 @@ def test_access_log_to_stdout_for_containers(fpmd, endpoint, noisy_handler):
     noisy(ep, "status=201", {"REQUEST_URI": "/made"})
     wait_for(lambda: "GET /made 201\n" in proc.stdout_text, 10,
              "the access line on fpmd's stdout")
+
+
+def test_access_suppress_path_keeps_successful_health_checks_out(
+        fpmd, endpoint, noisy_handler, tmp_path):
+    """PHP-FPM's access.suppress_path: a plain successful GET or HEAD of
+    a listed path is not logged; with a query string, a body, another
+    method or another path it is."""
+    ep = endpoint("tcp")
+    access = tmp_path / "access.log"
+    proc = fpmd([pool_conf(ep, opts={
+        "handler": noisy_handler, "access.log": str(access),
+        "access.format": "%m %{REQUEST_URI}e %s",
+        "access.suppress_path": Raw('{"/ping", "/health/live"}')})])
+    plain = {"QUERY_STRING": "", "CONTENT_LENGTH": ""}
+    for method, uri, extra in (
+            ("GET", "/ping", plain),
+            ("HEAD", "/health/live", plain),
+            ("GET", "/ping?verbose", {"QUERY_STRING": "verbose"}),
+            ("POST", "/ping", plain),
+            ("GET", "/ping", {"QUERY_STRING": "", "CONTENT_LENGTH": "3"}),
+            ("GET", "/health", plain),
+            ("GET", "/ping", plain),
+            ("GET", "/last", plain)):
+        noisy(ep, "", {"REQUEST_METHOD": method, "REQUEST_URI": uri,
+                       **extra})
+    lines = wait_for(lambda: (lambda t: t if "/last" in t else None)(
+        access.read_text()), 10, "the last access line").splitlines()
+    assert lines == ["GET /ping?verbose 200", "POST /ping 200",
+                     "GET /ping 200", "GET /health 200", "GET /last 200"]
+
+
+def test_access_suppress_path_must_be_absolute(fpmd_bin, tmp_path):
+    conf = tmp_path / "bad.conf"
+    conf.write_text("pool www {\n"
+                    "    listen = 127.0.0.1:1\n"
+                    "    access.suppress_path = {\"/ping\", \"ping\"}\n"
+                    "}\n")
+    r = run_fpmd(fpmd_bin, "-t", "-c", str(conf))
+    assert r.returncode == 2, r
+    assert (f"{conf}:3: access.suppress_path: \"ping\" must begin with "
+            f"'/'") in r.stderr, r.stderr
 
 
 def test_access_format_errors_point_at_the_line(fpmd_bin, tmp_path):

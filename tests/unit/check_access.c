@@ -259,6 +259,77 @@ START_TEST(test_needs)
 }
 END_TEST
 
+/*
+ * access.suppress_path: a request is left out of the log only when it is
+ * a plain successful GET or HEAD of one of the paths, exactly.
+ */
+static char		 ping_path[] = "/ping", live_path[] = "/health/live";
+static char *const	 suppress_paths[] = { ping_path, live_path };
+
+static const struct {
+	const char	*method;
+	const char	*uri;		/* REQUEST_URI; NULL: none sent */
+	const char	*script;	/* SCRIPT_NAME */
+	const char	*qs;
+	const char	*length;	/* CONTENT_LENGTH */
+	const char	*head;
+	bool		 suppressed;
+} suppress[] = {
+	{ "GET", "/ping", "/ping", "", "", "", true },
+	{ "HEAD", "/ping", "/ping", "", "", "", true },
+	{ "GET", "/health/live", "/x", NULL, NULL, "Status: 204\r\n\r\n",
+	    true },
+	{ "GET", "/ping", "/ping", "", "0", "", true },
+	/* A bare '?' has no query string: still the path. */
+	{ "GET", "/ping?", "/ping", "", "", "", true },
+	/* No REQUEST_URI: SCRIPT_NAME is the path. */
+	{ "GET", NULL, "/ping", "", "", "", true },
+	/* Anything else about them is logged. */
+	{ "GET", "/ping?x=1", "/ping", "x=1", "", "", false },
+	{ "POST", "/ping", "/ping", "", "", "", false },
+	{ "GET", "/ping", "/ping", "", "12", "", false },
+	{ "GET", "/ping", "/ping", "", "", "Status: 500\r\n\r\n", false },
+	{ "GET", "/ping", "/ping", "", "", "Location: /x\r\n\r\n", false },
+	{ "GET", "/ping", "/ping", "", "", "Status: 199\r\n\r\n", false },
+	{ "GET", "/pingx", "/pingx", "", "", "", false },
+	{ "GET", "/pin", "/pin", "", "", "", false },
+	{ "GET", "/Ping", "/Ping", "", "", "", false },
+	{ "GET", "/health", "/health", "", "", "", false },
+	{ "get", "/ping", "/ping", "", "", "", false },
+	{ NULL, "/ping", "/ping", "", "", "", false },
+};
+
+START_TEST(test_suppressed)
+{
+	struct param		 params[6], *p = params;
+	struct access_head	 h;
+	struct access_req	 r;
+
+	memset(params, 0, sizeof(params));
+	if (suppress[_i].method != NULL)
+		*p++ = (struct param){ "REQUEST_METHOD", suppress[_i].method };
+	if (suppress[_i].uri != NULL)
+		*p++ = (struct param){ "REQUEST_URI", suppress[_i].uri };
+	*p++ = (struct param){ "SCRIPT_NAME", suppress[_i].script };
+	if (suppress[_i].qs != NULL)
+		*p++ = (struct param){ "QUERY_STRING", suppress[_i].qs };
+	if (suppress[_i].length != NULL)
+		*p++ = (struct param){ "CONTENT_LENGTH", suppress[_i].length };
+	access_head_reset(&h);
+	access_head_feed(&h, suppress[_i].head, strlen(suppress[_i].head));
+	memset(&r, 0, sizeof(r));
+	r.param = lookup;
+	r.ctx = params;
+	r.head = &h;
+	ck_assert_msg(access_suppressed(suppress_paths, 2, &r) ==
+	    suppress[_i].suppressed, "case %d: %s %s", _i,
+	    suppress[_i].method ? suppress[_i].method : "(none)",
+	    suppress[_i].uri ? suppress[_i].uri : suppress[_i].script);
+	/* No paths: nothing is suppressed. */
+	ck_assert(!access_suppressed(suppress_paths, 0, &r));
+}
+END_TEST
+
 static Suite *
 access_suite(void)
 {
@@ -274,6 +345,8 @@ access_suite(void)
 	tcase_add_loop_test(tc, test_bad, 0, sizeof(bad) / sizeof(bad[0]));
 	tcase_add_loop_test(tc, test_needs, 0,
 	    sizeof(needs) / sizeof(needs[0]));
+	tcase_add_loop_test(tc, test_suppressed, 0,
+	    sizeof(suppress) / sizeof(suppress[0]));
 	suite_add_tcase(s, tc);
 	return s;
 }
