@@ -149,6 +149,8 @@ static const struct directive conf_directives[] = {
 	{ "slowlog", POOL, D_PATH, P(slowlog), 0, "", 0, 0, 0 },
 	{ "request_slowlog_timeout", POOL, D_DURATION,
 	    P(request_slowlog_timeout_ms), 0, "0", 0, 0, 0 },
+	{ "request_slowlog_trace_depth", POOL, D_INT,
+	    P(request_slowlog_trace_depth), 0, "20", 1, SLOWLOG_DEPTH_MAX, 0 },
 	{ "request_terminate_timeout", POOL, D_DURATION,
 	    P(request_terminate_timeout_ms), 0, "0", 0, 0, 0 },
 	{ "request_terminate_timeout_track_finished", POOL, D_BOOL,

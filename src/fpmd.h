@@ -297,6 +297,7 @@ struct pool_conf {
 	size_t		 naccess_suppress_path;
 	char		*slowlog;	/* a path, "stdout" or "stderr" */
 	int64_t		 request_slowlog_timeout_ms;
+	int		 request_slowlog_trace_depth;	/* frames shown */
 	bool		 catch_workers_output;
 	bool		 decorate_workers_output;
 };
@@ -917,6 +918,8 @@ void	 plog_request_end(struct pool *, struct fpmd_request *);
 /* slowlog.c */
 /* What the master sends a worker whose request is slow. */
 #define SLOWLOG_SIGNAL	SIGPROF
+/* The most frames request_slowlog_trace_depth may ask for. */
+#define SLOWLOG_DEPTH_MAX	100
 /*
  * In the master's tick: signals each worker whose request has run past
  * request_slowlog_timeout, once per request, and counts it.  Returns how

@@ -28,8 +28,7 @@
 
 #include "fpmd.h"
 
-/* Frames in an entry, and the room for one. */
-#define SLOWLOG_DEPTH	48
+/* The room for an entry: SLOWLOG_DEPTH_MAX frames fit. */
 #define SLOWLOG_BUF	16384
 
 /* What the handler needs, set up before it can run. */
@@ -38,6 +37,7 @@ static struct {
 	struct sb_slot	*slot;
 	int		 fd;		/* the pool's slowlog (a fixed number) */
 	int		 frames;	/* memfd for backtrace_symbols_fd */
+	int		 depth;		/* request_slowlog_trace_depth */
 	long		 utc_offset;	/* seconds east of UTC, lately */
 	char		 buf[SLOWLOG_BUF];
 	size_t		 len;
@@ -172,7 +172,7 @@ static void
 slowlog_on_signal(int sig)
 {
 	const struct sb_slot	*s = sw.slot;
-	void			*frames[SLOWLOG_DEPTH];
+	void			*frames[SLOWLOG_DEPTH_MAX + 1];
 	struct timespec		 ts;
 	int			 saved = errno, depth;
 	long long		 ms;
@@ -208,7 +208,7 @@ slowlog_on_signal(int sig)
 	slowlog_putn((unsigned long long)(ms % 1000), 3);
 	slowlog_put(" sec\n", 5);
 	/* The frames, through the memfd, so that the entry is one write. */
-	depth = backtrace(frames, SLOWLOG_DEPTH);
+	depth = backtrace(frames, sw.depth + 1);
 	if (sw.frames != -1 && depth > 1 && ftruncate(sw.frames, 0) == 0 &&
 	    lseek(sw.frames, 0, SEEK_SET) == 0) {
 		/* Frame 0 is this handler. */
@@ -250,6 +250,7 @@ slowlog_worker_init(struct pool *p, struct sb_slot *slot)
 	sw.pool = p->conf->name;
 	sw.slot = slot;
 	sw.fd = p->slow_fd;
+	sw.depth = p->conf->request_slowlog_trace_depth;
 	(void)backtrace(frames, 4);
 	sw.frames = memfd_create("fpmd-slowlog", MFD_CLOEXEC);
 	slowlog_request_begin();

@@ -580,7 +580,8 @@ def test_slow_request_gets_exactly_one_slowlog_entry_with_its_stack(
     assert m, text
     assert 1.0 <= float(m[1]) < 2.6, text
     assert "slow.so" in text, "no frame of the handler in the stack"
-    assert len(text.splitlines()) >= 8
+    # request_slowlog_trace_depth's default, as PHP-FPM's: 20 frames.
+    assert 3 <= len(slow_frames(text)) <= 20, text
     proc.wait_log(r"\[pool www\] child %d, script '/srv/slow.cgi' \(request:"
                   r" \"GET /slow\?ms=2600\"\) executing too slow" % pid)
     status = fcgi_client.request(ep.client, {
@@ -589,6 +590,37 @@ def test_slow_request_gets_exactly_one_slowlog_entry_with_its_stack(
     assert re.search(rb"slow requests:\s+1\n", status.body), status.body
     # The worker lived on.
     assert pid in proc.worker_pids()
+
+
+def slow_frames(text):
+    """The stack lines of the one slowlog entry in TEXT."""
+    return text.split(" sec\n", 1)[1].strip().splitlines()
+
+
+def test_request_slowlog_trace_depth_bounds_the_stack(
+        fpmd, endpoint, slow_handler, tmp_path):
+    ep = endpoint("tcp")
+    slow = tmp_path / "slow.log"
+    fpmd([pool_conf(ep, opts={
+        "handler": slow_handler, "pm.max_children": 1, "slowlog": str(slow),
+        "request_slowlog_timeout": "1s",
+        "request_slowlog_trace_depth": 2})])
+    resp = fcgi_client.request(ep.client, {
+        "REQUEST_METHOD": "GET", "SCRIPT_NAME": "/slow",
+        "QUERY_STRING": "ms=1600"}, b"", timeout=20)
+    assert resp.status == 200
+    text = wait_for(lambda: slow.read_text(), 10, "the slowlog entry")
+    assert len(slow_frames(text)) == 2, text
+
+
+def test_request_slowlog_trace_depth_is_checked(fpmd_bin, tmp_path):
+    conf = tmp_path / "f.conf"
+    conf.write_text("pool www {\n    listen = 127.0.0.1:1\n"
+                    "    request_slowlog_trace_depth = 101\n}\n")
+    r = run_fpmd(fpmd_bin, "-t", "-c", str(conf))
+    assert r.returncode == 2
+    assert (f"{conf}:3: request_slowlog_trace_depth: expected an integer "
+            f"from 1 to 100") in r.stderr, r.stderr
 
 
 # ------------------------------------------------------- per-pool logs
