@@ -103,6 +103,7 @@ static const struct directive conf_directives[] = {
 	{ "control.listen", GLOBAL, D_PATH, G(control_listen), 0, "", 0, 0, 0 },
 
 	/* Pool. */
+	{ "prefix", POOL, D_STR, P(prefix), 0, NULL, 0, 0, 0 },
 	{ "listen", POOL, D_STR, P(listen), 0, NULL, 0, 0, 0 },
 	{ "listen.backlog", POOL, D_INT, P(backlog), 0, "511", 1, 65535, 0 },
 	{ "listen.owner", POOL, D_STR, P(listen_owner), 0, "", 0, 0, 0 },
@@ -1293,12 +1294,36 @@ conf_running_master(const char *path)
 	return (pid_t)pid;
 }
 
+/*
+ * A pool's prefix, as PHP-FPM's: the pool's relative paths (its logs, a
+ * Unix socket) resolve against it instead of the global prefix, against
+ * which a relative one resolves.  NULL when unset, or when it is no
+ * directory (an error: the global prefix serves meanwhile).
+ */
+static char *
+conf_pool_prefix(cfg_t *sec, const char *prefix)
+{
+	const char	*v = cfg_getstr(sec, "prefix");
+	struct stat	 st;
+	char		*p;
+
+	if (v == NULL || *v == '\0' || (p = conf_path(prefix, v)) == NULL)
+		return NULL;
+	if (stat(p, &st) == -1 || !S_ISDIR(st.st_mode)) {
+		POOL_ERR(sec, "prefix", "prefix: %s is not a directory", p);
+		free(p);
+		return NULL;
+	}
+	return p;
+}
+
 static struct fpmd_conf *
 conf_build(cfg_t *cfg, const char *file, const char *prefix, bool allow_root)
 {
 	struct fpmd_conf	*c;
 	size_t			 i, j;
 	int			 facility;
+	char			*ppfx;
 
 	if ((c = calloc(1, sizeof(*c))) == NULL)
 		return NULL;
@@ -1331,8 +1356,11 @@ conf_build(cfg_t *cfg, const char *file, const char *prefix, bool allow_root)
 		pc->name = strdup(cfg_title(sec));
 		pc->file = strdup(conf_real(sec->filename));
 		pc->line = sec->line;
-		conf_fill(sec, POOL, pc, prefix);
-		conf_check_pool(sec, pc, prefix, allow_root);
+		ppfx = conf_pool_prefix(sec, prefix);
+		conf_fill(sec, POOL, pc, ppfx != NULL ? ppfx : prefix);
+		conf_check_pool(sec, pc, ppfx != NULL ? ppfx : prefix,
+		    allow_root);
+		free(ppfx);
 		for (j = 0; j < i; j++)
 			conf_check_clash(sec, &c->pools[j], pc);
 	}

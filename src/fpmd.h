@@ -223,6 +223,7 @@ struct pool_conf {
 	char		*file;		/* where "pool NAME {" stands */
 	int		 line;
 
+	char		*prefix;	/* its relative paths' base, as written */
 	char		*listen;
 	struct sock_addr addr;
 	int		 backlog;

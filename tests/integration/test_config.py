@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import IS_ROOT, REPO, free_port, nobody_group, run_fpmd
+from conftest import (IS_ROOT, REPO, Endpoint, echo_request, free_port,
+                      nobody_group, run_fpmd, wait_for)
 
 MARK = "# ERR"
 
@@ -347,3 +348,39 @@ def test_bad_usage_exits_two(fpmd_bin, tmp_path, args):
     r = run_fpmd(fpmd_bin, *args, cwd=tmp_path, timeout=10)
     assert r.returncode == 2, r
     assert r.stderr.strip(), "usage error without a message"
+
+
+# ------------------------------------------------------------- pool prefix
+
+def test_pool_prefix_resolves_that_pools_relative_paths(fpmd, tmp_path):
+    """PHP-FPM's pool prefix: the pool's socket and logs resolve against
+    it, and a relative prefix against the global one."""
+    site = tmp_path / "sites" / "a"
+    site.mkdir(parents=True)
+    config = (f'pid = "fpmd.pid"\nerror_log = "error.log"\n'
+              + pool_with('prefix = "sites/a"', 'listen = "a.sock"',
+                          'access.log = "access.log"',
+                          'access.format = "%m %r %s"', "pm = static",
+                          "pm.max_children = 1", "handler = echo"))
+    ep = Endpoint("unix", path=str(site / "a.sock"))
+    proc = fpmd(config=config, endpoints=[ep],
+                log_path=tmp_path / "error.log")
+    assert not (tmp_path / "a.sock").exists()
+    echo_request(ep.client, {"REQUEST_METHOD": "GET",
+                             "REQUEST_URI": "/from-a"})
+    wait_for(lambda: (site / "access.log").exists()
+             and "GET /from-a 200" in (site / "access.log").read_text(),
+             10, "the access line in the pool's prefix")
+    assert (tmp_path / "fpmd.pid").exists(), "the global prefix moved"
+    assert proc.running()
+
+
+def test_pool_prefix_must_be_a_directory(fpmd_bin, tmp_path):
+    conf = write(tmp_path / "fpmd.conf", GLOBALS + pool_with(
+        f'prefix = "nowhere"   {MARK}', 'listen = "www.sock"',
+        "handler = echo"))
+    r = run_fpmd(fpmd_bin, "-t", "-c", str(conf), cwd=tmp_path)
+    assert r.returncode == 2, r
+    assert reported_at(r.stderr, conf, marked_lines(conf), tmp_path), \
+        r.stderr
+    assert f"prefix: {tmp_path / 'nowhere'} is not a directory" in r.stderr
