@@ -101,6 +101,7 @@ static const struct directive conf_directives[] = {
 	{ "systemd_interval", GLOBAL, D_DURATION, G(systemd_interval_ms), 0,
 	    "10s", 0, 0, 0 },
 	{ "control.listen", GLOBAL, D_PATH, G(control_listen), 0, "", 0, 0, 0 },
+	{ "process.priority", GLOBAL, D_INT, G(priority), 0, "", -19, 20, 0 },
 
 	/* Pool. */
 	{ "prefix", POOL, D_STR, P(prefix), 0, NULL, 0, 0, 0 },

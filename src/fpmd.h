@@ -322,6 +322,7 @@ struct fpmd_conf {
 	int64_t		 emergency_restart_interval_ms;
 	long		 rlimit_files;
 	long		 rlimit_core;
+	int		 priority;	/* the master's nice; INT_MIN: unchanged */
 	struct pool_conf *pools;
 	size_t		 npools;
 };

@@ -953,6 +953,11 @@ master_setup(void)
 		log_warn("setrlimit(rlimit_files = %ld)", m.conf->rlimit_files);
 	if (rlimit_apply(RLIMIT_CORE, m.conf->rlimit_core) == -1)
 		log_warn("setrlimit(rlimit_core = %ld)", m.conf->rlimit_core);
+	/* As PHP-FPM: the master's nice, which workers inherit unless their
+	 * pool's process.priority says otherwise. */
+	if (m.conf->priority != INT_MIN &&
+	    setpriority(PRIO_PROCESS, 0, m.conf->priority) == -1)
+		log_warn("setpriority(process.priority = %d)", m.conf->priority);
 
 	sdn_init(m.conf->systemd_interval_ms);
 	sdn_inherit_init();

@@ -220,6 +220,27 @@ def test_started_as_non_root_identity_chroot_priority_are_ignored(
         proc.cleanup()
 
 
+def proc_nice(pid):
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1]
+               .split()[16])
+
+
+@needs_root
+def test_global_process_priority_is_the_masters_and_the_default(
+        fpmd, endpoint):
+    """PHP-FPM's global process.priority: the master's nice, inherited by
+    the workers of a pool that sets none of its own."""
+    a, b = endpoint("tcp", "a"), endpoint("tcp", "b")
+    proc = fpmd([pool_conf(a, name="a", opts={"pm.max_children": 1}),
+                 pool_conf(b, name="b", opts={"pm.max_children": 1,
+                                              "process.priority": 10})],
+                global_opts={"process.priority": 5})
+    assert proc_nice(proc.pid) == 5
+    _, page_a = echo_request(a.client)
+    _, page_b = echo_request(b.client)
+    assert (proc_nice(page_a.pid), proc_nice(page_b.pid)) == (5, 10)
+
+
 # ------------------------------------------------------- what a worker can reach
 
 @needs_root
