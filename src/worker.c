@@ -113,13 +113,15 @@ struct fpmd_request {
 
 /*
  * A worker that dies in a request still answers it, if none of the answer
- * has left yet: a Status header on STDOUT and END_REQUEST, where nginx
+ * has left yet (STDERR records may have): a Status header on STDOUT and
+ * END_REQUEST, where nginx
  * would turn a bare close into 502.  It dies so of a crash in the handler
  * (SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT: 500), of the master's
  * request_terminate_timeout (SIGTERM: 504) or of a stop that could not
  * wait (SIGTERM: 503).  Only async-signal-safe work: the records are
  * built in a static buffer and sent with one send().  Once some of the
- * answer may have left, nothing: the close says it is cut short.
+ * answer may have left, nothing: the close says it is cut short; nor
+ * while a record may be half written, which the answer would corrupt.
  */
 #define LAST_ANSWER(status)	"Status: " status "\r\nContent-Type: " \
 				"text/plain\r\n\r\n" status "\n"
@@ -129,8 +131,10 @@ static const char	 answer_503[] = LAST_ANSWER("503 Service Unavailable");
 static const char	 answer_504[] = LAST_ANSWER("504 Gateway Timeout");
 
 static struct {
-	volatile sig_atomic_t	 armed;	/* the handler runs a request */
-	volatile sig_atomic_t	 sent;	/* bytes of it may have left */
+	volatile sig_atomic_t	 armed;		/* a request is under way */
+	volatile sig_atomic_t	 sent;		/* its STDOUT or END_REQUEST
+						 * may have left */
+	volatile sig_atomic_t	 writing;	/* a record may be half out */
 	volatile int		 fd;
 	volatile uint16_t	 id;
 } last;
@@ -142,7 +146,7 @@ worker_last_answer(const char *body, size_t len)
 			    8];
 	uint8_t		 pad = fcgi_padding_for(len), *p = out;
 
-	if (!last.armed || last.sent || len > 128)
+	if (!last.armed || last.sent || last.writing || len > 128)
 		return;
 	last.sent = 1;
 	fcgi_header_encode(p, FCGI_STDOUT, last.id, (uint16_t)len, pad);
@@ -289,12 +293,11 @@ worker_wait(int fd, short events, int64_t timeout_ms, bool quit_ok)
 }
 
 static int
-worker_write_all(struct conn *c, const void *buf, size_t len, int64_t tmo)
+worker_send_all(struct conn *c, const void *buf, size_t len, int64_t tmo)
 {
 	const uint8_t	*p = buf;
 	ssize_t		 n;
 
-	last.sent = 1;
 	if (c->dead)
 		return -1;
 	while (len > 0) {
@@ -317,9 +320,21 @@ worker_write_all(struct conn *c, const void *buf, size_t len, int64_t tmo)
 	return 0;
 }
 
-/* Writes one record whose content is CONTENT[0..LEN). */
+/* Sends BUF whole; while it does, no last answer may come between. */
 static int
-worker_write_record(struct conn *c, enum fcgi_type type, uint16_t id,
+worker_write_all(struct conn *c, const void *buf, size_t len, int64_t tmo)
+{
+	int	 rc;
+
+	last.writing++;
+	rc = worker_send_all(c, buf, len, tmo);
+	last.writing--;
+	return rc;
+}
+
+/* Sends one record whose content is CONTENT[0..LEN). */
+static int
+worker_send_record(struct conn *c, enum fcgi_type type, uint16_t id,
     const void *content, size_t len, int64_t tmo)
 {
 	static const uint8_t	 zeros[8];
@@ -337,7 +352,6 @@ worker_write_record(struct conn *c, enum fcgi_type type, uint16_t id,
 	iov[1].iov_len = len;
 	iov[2].iov_base = (void *)(uintptr_t)zeros;
 	iov[2].iov_len = pad;
-	last.sent = 1;
 	if (c->dead)
 		return -1;
 	memset(&msg, 0, sizeof(msg));
@@ -371,6 +385,18 @@ worker_write_record(struct conn *c, enum fcgi_type type, uint16_t id,
 	return worker_write_all(c, zeros, pad - (size_t)n, tmo);
 }
 
+static int
+worker_write_record(struct conn *c, enum fcgi_type type, uint16_t id,
+    const void *content, size_t len, int64_t tmo)
+{
+	int	 rc;
+
+	last.writing++;
+	rc = worker_send_record(c, type, id, content, len, tmo);
+	last.writing--;
+	return rc;
+}
+
 static void
 worker_end_request(struct conn *c, uint16_t id, uint32_t app_status,
     enum fcgi_protocol_status ps, int64_t tmo)
@@ -378,6 +404,7 @@ worker_end_request(struct conn *c, uint16_t id, uint32_t app_status,
 	uint8_t	 body[8];
 
 	fcgi_end_encode(body, app_status, ps);
+	last.sent = 1;
 	(void)worker_write_record(c, FCGI_END_REQUEST, id, body, 8, tmo);
 }
 
@@ -805,6 +832,7 @@ worker_flush_stdout(struct fpmd_request *r)
 	fcgi_header_encode(r->obuf, FCGI_STDOUT, r->id, (uint16_t)r->olen,
 	    pad);
 	memset(r->obuf + FCGI_HEADER_LEN + r->olen, 0, pad);
+	last.sent = 1;
 	rc = worker_write_all(c, r->obuf, FCGI_HEADER_LEN + r->olen + pad,
 	    r->w->read_tmo);
 	r->olen = 0;
@@ -836,6 +864,7 @@ worker_finish(struct fpmd_request *r, uint32_t app_status)
 	fcgi_end_encode(p + 2 * FCGI_HEADER_LEN, app_status,
 	    FCGI_REQUEST_COMPLETE);
 	len = (size_t)(p - r->obuf) + 2 * FCGI_HEADER_LEN + 8;
+	last.sent = 1;
 	(void)worker_write_all(r->c, r->obuf, len,
 	    r->w->read_tmo);
 	r->olen = 0;
@@ -1013,7 +1042,7 @@ worker_status(struct worker_ctx *w, struct fpmd_request *r,
 
 /* One request, from its BEGIN_REQUEST to its END_REQUEST. */
 static void
-worker_request(struct worker_ctx *w, struct fpmd_request *r)
+worker_request_run(struct worker_ctx *w, struct fpmd_request *r)
 {
 	const struct pool_conf	*pc = w->pool->conf;
 	struct conn		*c = r->c;
@@ -1053,12 +1082,7 @@ worker_request(struct worker_ctx *w, struct fpmd_request *r)
 		worker_status(w, r, page);
 		return;
 	}
-	last.fd = c->fd;
-	last.id = r->id;
-	last.sent = 0;
-	last.armed = 1;
 	rc = w->handler->handle(&handler_host, r, w->handler_data);
-	last.armed = 0;
 	/* Ended as broken: closing without END_REQUEST says so. */
 	if (r->broken) {
 		worker_slot_state(w, SB_FINISHING);
@@ -1070,6 +1094,18 @@ worker_request(struct worker_ctx *w, struct fpmd_request *r)
 		worker_error_response(r, "500 Internal Server Error");
 	worker_slot_state(w, SB_FINISHING);
 	worker_finish(r, rc == -1 ? 1 : 0);
+}
+
+/* The request, with a last answer ready should the worker die in it. */
+static void
+worker_request(struct worker_ctx *w, struct fpmd_request *r)
+{
+	last.fd = r->c->fd;
+	last.id = r->id;
+	last.sent = 0;
+	last.armed = 1;
+	worker_request_run(w, r);
+	last.armed = 0;
 }
 
 static void
@@ -1516,6 +1552,7 @@ host_abort_response(struct fpmd_request *r)
 	if (r->broken)
 		return;
 	(void)worker_flush_stdout(r);
+	last.sent = 1;		/* over, even with nothing sent */
 	r->broken = true;
 	r->c->close = true;
 	if (r->c->why == NULL)

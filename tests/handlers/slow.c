@@ -6,7 +6,9 @@
  * Query string: ms=N sleeps N milliseconds (in 10 ms steps, stopping if
  * the request is aborted); crash=1 dies of SIGSEGV (raised), crash=2 of
  * SIGSEGV once its headers have been flushed to the client, crash=3 of a
- * stack overflow, crash=4 of abort(); exit=1 exits at once.
+ * stack overflow, crash=4 of abort(); exit=1 exits at once; announce=1
+ * writes "sleeping" on FastCGI STDERR before the sleep, so that a client
+ * knows the handler runs.
  * The body says which worker answered: "pid N".
  */
 #include <limits.h>
@@ -66,6 +68,9 @@ slow_handle(const struct fpmd_host *host, struct fpmd_request *req,
 	}
 	if (query_long(qs, "exit", 0))
 		_exit(3);
+	if (query_long(qs, "announce", 0) &&
+	    host->write_stderr(req, "sleeping\n", 9) == -1)
+		return -1;
 	for (ms = query_long(qs, "ms", 0); ms > 0 && !host->aborted(req);
 	    ms -= 10)
 		nanosleep(&step, NULL);

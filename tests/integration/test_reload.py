@@ -38,7 +38,7 @@ import pytest
 
 import fcgi_client as fc
 from conftest import (CMD_TIMEOUT, IS_ROOT, STOP_TIMEOUT, check_ok,
-                      echo_request, peer_has_read_all, pool_conf,
+                      echo_request, pool_conf,
                       proc_children, proc_stat, render_conf, slow_answer_pid,
                       slow_params, wait_for)
 
@@ -101,17 +101,19 @@ def slow_pid(ep, ms=0):
 
 
 class InFlight:
-    """A slow request sent whole and read by a worker before the
-    constructor returns; result() waits for its answer."""
+    """A slow request sent whole, read by a worker and running in its
+    handler (which says so on STDERR) before the constructor returns;
+    result() waits for its answer."""
 
     def __init__(self, ep, ms, tag="x"):
-        self.uri_query = f"ms={ms}&tag={tag}"
+        self.uri_query = f"ms={ms}&tag={tag}&announce=1"
         self.conn = fc.Connection(ep.client, timeout=30)
         self.started = time.monotonic()
         try:
             self.conn.send_request(slow_params(self.uri_query))
-            wait_for(lambda: peer_has_read_all(self.conn), 10,
-                     f"a worker to read the request {self.uri_query}")
+            rec = self.conn.recv_record(10)
+            assert rec is not None and rec.type == fc.STDERR and \
+                rec.content == b"sleeping\n", rec
         except BaseException:
             self.conn.close()
             raise
