@@ -86,6 +86,10 @@ def test_access_log_renders_php_fpm_codes_byte_for_byte(
         "REQUEST_URI": "/app/x.cgi?status=404&tag=x",
         "SCRIPT_FILENAME": "/srv/app/x.cgi", "CONTENT_LENGTH": "0",
         "REMOTE_USER": "alice", "HTTP_X_TEST": "a\tb c"})
+    # A worker writes its line after its answer: wait, so that another
+    # worker's line for the next request cannot come first.
+    wait_for(lambda: access.read_text().count("\n") == 1, 10,
+             "the first access line")
     _, pid2 = noisy(ep, "", {"REQUEST_METHOD": "HEAD",
                              "REQUEST_URI": "/plain"})
     t1 = time.time()
@@ -321,9 +325,10 @@ def test_access_suppress_path_keeps_successful_health_checks_out(
     method or another path it is."""
     ep = endpoint("tcp")
     access = tmp_path / "access.log"
+    # One worker: its lines come in the order of the requests.
     proc = fpmd([pool_conf(ep, opts={
         "handler": noisy_handler, "access.log": str(access),
-        "access.format": "%m %{REQUEST_URI}e %s",
+        "pm.max_children": 1, "access.format": "%m %{REQUEST_URI}e %s",
         "access.suppress_path": Raw('{"/ping", "/health/live"}')})])
     plain = {"QUERY_STRING": "", "CONTENT_LENGTH": ""}
     for method, uri, extra in (
