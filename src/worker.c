@@ -114,11 +114,10 @@ struct fpmd_request {
 /*
  * A worker that dies in a request still answers it, if none of the answer
  * has left yet (STDERR records may have): a Status header on STDOUT and
- * END_REQUEST, where nginx
- * would turn a bare close into 502.  It dies so of a crash in the handler
- * (SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT: 500), of the master's
- * request_terminate_timeout (SIGTERM: 504) or of a stop that could not
- * wait (SIGTERM: 503).  Only async-signal-safe work: the records are
+ * END_REQUEST, where nginx would turn a bare close into 502.  It dies so
+ * of a crash in the handler (SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT:
+ * 500), of the master's request_terminate_timeout (SIGTERM: 504) or of a
+ * stop that could not wait (SIGTERM: 503).  Only async-signal-safe work: the records are
  * built in a static buffer and sent with one send().  Once some of the
  * answer may have left, nothing: the close says it is cut short; nor
  * while a record may be half written, which the answer would corrupt.
