@@ -709,20 +709,12 @@ class Nginx(HttpClientMixin, ManagedProcess):
         self.conf_path.write_text(self.render())
 
     def render(self):
+        """nginx.conf: the process settings and an http block whose own
+        part is http_body()."""
         d = self.workdir
         temps = "\n".join(
             f"    {kind}_temp_path {d / (kind + '_temp')};"
             for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
-        if self.keepalive:
-            upstream = (f"    upstream fpmd_backend {{\n"
-                        f"        server {self.upstream.nginx};\n"
-                        f"        keepalive 8;\n"
-                        f"    }}\n")
-            pass_to = ("            fastcgi_pass fpmd_backend;\n"
-                       "            fastcgi_keep_conn on;\n")
-        else:
-            upstream = ""
-            pass_to = f"            fastcgi_pass {self.upstream.nginx};\n"
         # Workers run as root when we are root, so that they can reach
         # sockets inside the test's private (0700) directory.
         user = "user root;\n" if IS_ROOT else ""
@@ -739,6 +731,23 @@ class Nginx(HttpClientMixin, ManagedProcess):
             f"{temps}\n"
             "    client_max_body_size 64m;\n"
             "    keepalive_requests 100000;\n"
+            f"{self.http_body()}"
+            "}\n")
+
+    def http_body(self):
+        """The upstream (with keepalive) and the server passing every
+        request to it."""
+        if self.keepalive:
+            upstream = (f"    upstream fpmd_backend {{\n"
+                        f"        server {self.upstream.nginx};\n"
+                        f"        keepalive 8;\n"
+                        f"    }}\n")
+            pass_to = ("            fastcgi_pass fpmd_backend;\n"
+                       "            fastcgi_keep_conn on;\n")
+        else:
+            upstream = ""
+            pass_to = f"            fastcgi_pass {self.upstream.nginx};\n"
+        return (
             f"{upstream}"
             "    server {\n"
             f"        listen 127.0.0.1:{self.port};\n"
@@ -751,8 +760,7 @@ class Nginx(HttpClientMixin, ManagedProcess):
                       for line in self.location_extra.splitlines()
                       if line.strip()) +
             "        }\n"
-            "    }\n"
-            "}\n")
+            "    }\n")
 
     def start(self, timeout=START_TIMEOUT):
         self._spawn([self.binary, "-p", f"{self.workdir}/",
@@ -862,6 +870,25 @@ def fpmd_bin():
                     "file: build it (tests/integration/README.md) or set "
                     "FPMD_BIN", pytrace=False)
     return str(path)
+
+
+@pytest.fixture
+def fpmctl(fpmd_bin):
+    """Runs fpmctl (next to the fpmd under test, or $FPMCTL_BIN):
+    fpmctl(SOCKET, "status", "--json") -> CompletedProcess (text); with
+    SOCKET None, fpmctl's default socket.  fpmctl.binary is its path."""
+    binary = os.environ.get("FPMCTL_BIN",
+                            str(Path(fpmd_bin).with_name("fpmctl")))
+    if not os.access(binary, os.X_OK):
+        pytest.fail(f"fpmctl binary {binary} is missing", pytrace=False)
+
+    def run(sock, *args, timeout=CMD_TIMEOUT):
+        argv = [binary] + (["-s", str(sock)] if sock is not None else [])
+        return subprocess.run(argv + list(args), capture_output=True,
+                              text=True, errors="replace", timeout=timeout,
+                              stdin=subprocess.DEVNULL)
+    run.binary = binary
+    return run
 
 
 _PUBLIC_DIR = None

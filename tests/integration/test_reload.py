@@ -37,33 +37,15 @@ from pathlib import Path
 import pytest
 
 import fcgi_client as fc
-from conftest import (CMD_TIMEOUT, IS_ROOT, STOP_TIMEOUT, check_ok,
-                      echo_request, pool_conf,
-                      proc_children, proc_stat, render_conf, slow_answer_pid,
-                      slow_params, wait_for)
+from conftest import (IS_ROOT, STOP_TIMEOUT, check_ok, echo_request,
+                      pool_conf, proc_children, proc_stat, render_conf,
+                      slow_answer_pid, slow_params, wait_for)
 
 RELOADED = r"NOTICE: reloaded: {new} new or replaced, {same} unchanged, " \
            r"{gone} removed"
 
 
 # ----------------------------------------------------------------- helpers
-
-@pytest.fixture
-def fpmctl(fpmd_bin):
-    """Runs fpmctl (next to the fpmd under test, or $FPMCTL_BIN):
-    fpmctl(SOCKET, "status", "--json") -> CompletedProcess (text)."""
-    binary = os.environ.get("FPMCTL_BIN",
-                            str(Path(fpmd_bin).with_name("fpmctl")))
-    if not os.access(binary, os.X_OK):
-        pytest.fail(f"fpmctl binary {binary} is missing", pytrace=False)
-
-    def run(sock, *args, timeout=CMD_TIMEOUT):
-        argv = [binary] + (["-s", str(sock)] if sock is not None else [])
-        return subprocess.run(argv + list(args), capture_output=True,
-                              text=True, errors="replace", timeout=timeout,
-                              stdin=subprocess.DEVNULL)
-    return run
-
 
 def globals_for(tmp_path, sockdir, **extra):
     """The global section every test here uses: its own pid file, error

@@ -12,12 +12,10 @@ import pwd
 import re
 import shutil
 import stat
-import subprocess
-from pathlib import Path
 
 import pytest
 
-from conftest import (CMD_TIMEOUT, FASTCGI_PARAMS, IS_ROOT, REPO, Nginx,
+from conftest import (FASTCGI_PARAMS, IS_ROOT, REPO, Nginx,
                       parse_echo)
 
 RUN = "/run/fpmd"
@@ -60,15 +58,7 @@ def shipped(fpmd, sockdir, tmp_path):
     return make
 
 
-@pytest.fixture
-def fpmctl_bin(fpmd_bin):
-    path = Path(fpmd_bin).with_name("fpmctl")
-    if not os.access(path, os.X_OK):
-        pytest.fail(f"fpmctl binary {path} is missing", pytrace=False)
-    return str(path)
-
-
-def test_shipped_config_starts_and_fpmctl_reaches_it(shipped, fpmctl_bin):
+def test_shipped_config_starts_and_fpmctl_reaches_it(shipped, fpmctl):
     proc, rundir = shipped()
     assert len(proc.wait_workers(5)) == 5
     # The pool's socket, as its comments promise nginx (www-data).
@@ -79,21 +69,19 @@ def test_shipped_config_starts_and_fpmctl_reaches_it(shipped, fpmctl_bin):
     assert stat.S_IMODE(st.st_mode) == 0o660
     ctl = rundir / "fpmd.ctl"
     assert stat.S_IMODE(os.stat(ctl).st_mode) == 0o600
-    r = subprocess.run([fpmctl_bin, "-s", str(ctl), "status", "--json"],
-                       capture_output=True, text=True, timeout=CMD_TIMEOUT)
+    r = fpmctl(ctl, "status", "--json")
     assert r.returncode == 0, r.stderr
     pools = json.loads(r.stdout)
     assert [(p["pool"], p["total processes"]) for p in pools] == \
         [("www", 5)], pools
 
 
-def test_shipped_control_socket_is_where_fpmctl_looks(fpmctl_bin):
+def test_shipped_control_socket_is_where_fpmctl_looks(fpmctl):
     """fpmctl without -s must find the shipped fpmd's control socket."""
     m = re.search(r'^control\.listen = "([^"]+)"',
                   (REPO / "conf" / "fpmd.conf").read_text(), re.M)
     assert m, "conf/fpmd.conf sets no control.listen"
-    r = subprocess.run([fpmctl_bin, "-h"], capture_output=True, text=True,
-                       timeout=CMD_TIMEOUT)
+    r = fpmctl(None, "-h")
     assert f"SOCKET defaults to {m.group(1)} " in r.stdout + r.stderr
 
 
@@ -105,7 +93,7 @@ class SnippetNginx(Nginx):
         self.rundir = rundir
         super().__init__(workdir, None)
 
-    def render(self):
+    def http_body(self):
         d = self.workdir
         snippets = d / "snippets"
         snippets.mkdir(exist_ok=True)
@@ -114,27 +102,14 @@ class SnippetNginx(Nginx):
                 src.read_text().replace(RUN, str(self.rundir)))
         # "include fastcgi_params" is relative to nginx.conf's directory.
         shutil.copy(FASTCGI_PARAMS, d / "fastcgi_params")
-        temps = "".join(f"    {k}_temp_path {d / (k + '_temp')};\n"
-                        for k in ("client_body", "proxy", "fastcgi",
-                                  "uwsgi", "scgi"))
-        return ("user root;\n"
-                "daemon off;\n"
-                "worker_processes 1;\n"
-                f"pid {d / 'nginx.pid'};\n"
-                f"error_log {self.error_log} notice;\n"
-                "events { worker_connections 64; }\n"
-                "http {\n"
-                "    access_log off;\n"
-                f"{temps}"
-                f"    include {snippets / 'fpmd-upstream.conf'};\n"
+        return (f"    include {snippets / 'fpmd-upstream.conf'};\n"
                 "    server {\n"
                 f"        listen 127.0.0.1:{self.port};\n"
                 f"        include {snippets / 'fpmd-status.conf'};\n"
                 "        location /app/ {\n"
                 f"            include {snippets / 'fpmd-fastcgi.conf'};\n"
                 "        }\n"
-                "    }\n"
-                "}\n")
+                "    }\n")
 
 
 @pytest.fixture

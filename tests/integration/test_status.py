@@ -1068,20 +1068,6 @@ def test_html_page_in_headless_chromium(fpmd, endpoint, nginx, tmp_path):
 
 # ------------------------------------------------------------------ fpmctl
 
-@pytest.fixture
-def fpmctl(fpmd_bin):
-    """Runs fpmctl ($FPMCTL_BIN, default beside the fpmd under test):
-    fpmctl(*args) -> CompletedProcess with text output."""
-    path = os.environ.get("FPMCTL_BIN", str(Path(fpmd_bin).parent / "fpmctl"))
-    if not os.access(path, os.X_OK):
-        pytest.fail(f"fpmctl binary {path} is missing", pytrace=False)
-
-    def run(*args):
-        return subprocess.run([path, *args], capture_output=True, text=True,
-                              timeout=30, stdin=subprocess.DEVNULL)
-    return run
-
-
 def test_fpmctl_status_prints_the_status_page(fpmd, endpoint, fpmctl,
                                               sockdir):
     a, b = endpoint("unix", "www"), endpoint("unix", "api")
@@ -1096,7 +1082,7 @@ def test_fpmctl_status_prints_the_status_page(fpmd, endpoint, fpmctl,
         echo_request(a.client, params_for("/a", f"i={i}"))
     echo_request(b.client, params_for("/b"))
 
-    r = fpmctl("-s", ctl, "status")
+    r = fpmctl(ctl, "status")
     assert r.returncode == 0, r.stderr
     assert r.stderr == ""
     blocks = re.split(r"\n(?=pool: )", r.stdout)
@@ -1113,7 +1099,7 @@ def test_fpmctl_status_prints_the_status_page(fpmd, endpoint, fpmctl,
     assert sorted(p["pid"] for p in api_procs) == sorted(
         p["pid"] for p in listen_json(pb)["processes"])
 
-    r = fpmctl("-s", ctl, "status", "--json")
+    r = fpmctl(ctl, "status", "--json")
     assert r.returncode == 0, r.stderr
     doc = json.loads(r.stdout)
     assert [d["pool"] for d in doc] == ["www", "api"]
@@ -1125,15 +1111,15 @@ def test_fpmctl_status_prints_the_status_page(fpmd, endpoint, fpmctl,
         assert sorted(p["pid"] for p in d["processes"]) == sorted(
             p["pid"] for p in page["processes"])
 
-    r = fpmctl("-s", ctl, "status", "api", "--json")
+    r = fpmctl(ctl, "status", "api", "--json")
     assert r.returncode == 0, r.stderr
     assert [d["pool"] for d in json.loads(r.stdout)] == ["api"]
-    r = fpmctl("-s", ctl, "status", "www")
+    r = fpmctl(ctl, "status", "www")
     assert r.returncode == 0, r.stderr
     assert parse_text(r.stdout.encode())[0]["pool"] == "www"
     assert "pool:                 api" not in r.stdout
 
-    r = fpmctl("-s", ctl, "status", "nosuchpool")
+    r = fpmctl(ctl, "status", "nosuchpool")
     assert r.returncode == 1, (r.stdout, r.stderr)
     assert r.stdout == ""
     assert "nosuchpool" in r.stderr
@@ -1141,17 +1127,17 @@ def test_fpmctl_status_prints_the_status_page(fpmd, endpoint, fpmctl,
     for args in (["status", "www", "api"], ["status", "--bogus"],
                  ["frobnicate"], [], ["-x", "status"],
                  ["status", "www", "--graceful"]):
-        r = fpmctl("-s", ctl, *args)
+        r = fpmctl(ctl, *args)
         assert r.returncode == 2, (args, r.stdout, r.stderr)
         assert "usage" in r.stderr, (args, r.stderr)
 
     assert proc.stop() == 0
-    r = fpmctl("-s", ctl, "status")
+    r = fpmctl(ctl, "status")
     assert r.returncode == 3, (r.stdout, r.stderr)
 
 
 def test_fpmctl_status_exits_3_when_no_master_answers(fpmctl, sockdir):
-    r = fpmctl("-s", str(sockdir / "absent.ctl"), "status")
+    r = fpmctl(str(sockdir / "absent.ctl"), "status")
     assert r.returncode == 3, (r.stdout, r.stderr)
     assert r.stdout == ""
     # A socket file nobody listens on any more.
@@ -1159,5 +1145,5 @@ def test_fpmctl_status_exits_3_when_no_master_answers(fpmctl, sockdir):
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.bind(stale)
     s.close()
-    r = fpmctl("-s", stale, "status", "--json")
+    r = fpmctl(stale, "status", "--json")
     assert r.returncode == 3, (r.stdout, r.stderr)
