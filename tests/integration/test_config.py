@@ -357,11 +357,10 @@ def test_pool_prefix_resolves_that_pools_relative_paths(fpmd, tmp_path):
     it, and a relative prefix against the global one."""
     site = tmp_path / "sites" / "a"
     site.mkdir(parents=True)
-    config = (f'pid = "fpmd.pid"\nerror_log = "error.log"\n'
-              + pool_with('prefix = "sites/a"', 'listen = "a.sock"',
-                          'access.log = "access.log"',
-                          'access.format = "%m %r %s"', "pm = static",
-                          "pm.max_children = 1", "handler = echo"))
+    config = GLOBALS + pool_with(
+        'prefix = "sites/a"', 'listen = "a.sock"', 'access.log = "access.log"',
+        'access.format = "%m %r %s"', "pm = static", "pm.max_children = 1",
+        "handler = echo")
     ep = Endpoint("unix", path=str(site / "a.sock"))
     proc = fpmd(config=config, endpoints=[ep],
                 log_path=tmp_path / "error.log")

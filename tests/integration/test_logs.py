@@ -326,7 +326,7 @@ def test_access_suppress_path_keeps_successful_health_checks_out(
     ep = endpoint("tcp")
     access = tmp_path / "access.log"
     # One worker: its lines come in the order of the requests.
-    proc = fpmd([pool_conf(ep, opts={
+    fpmd([pool_conf(ep, opts={
         "handler": noisy_handler, "access.log": str(access),
         "pm.max_children": 1, "access.format": "%m %{REQUEST_URI}e %s",
         "access.suppress_path": Raw('{"/ping", "/health/live"}')})])
