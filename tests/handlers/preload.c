@@ -145,13 +145,12 @@ preload_pool_init(const struct fpmd_host *host, struct fpmd_pool *pool,
     void **data)
 {
 	struct preload	*pl;
-	const char	*ms = host->option(pool, "init_ms"), *fail;
+	const char	*ms = host->option(pool, "init_ms"), *fail, *forge;
 	struct timespec	 ts;
 
 	preload_not_root(host, pool);
-	if ((ms = host->option(pool, "forge_pid")) != NULL)
-		preload_forge((pid_t)atol(ms));
-	ms = host->option(pool, "init_ms");
+	if ((forge = host->option(pool, "forge_pid")) != NULL)
+		preload_forge((pid_t)atol(forge));
 	if ((fail = host->option(pool, "fail")) != NULL &&
 	    strcmp(fail, "pool_init") == 0) {
 		host->log(FPMD_LOG_ERROR, "preload: failing pool_init, as "
