@@ -577,6 +577,7 @@ struct pm_state {
 	bool	at_max;		/* in a "max_children reached" episode */
 	int64_t	last_retire_ms;
 	bool	started;	/* the start workers were forked */
+	int64_t	last_grow_ms;	/* workers were last forked to grow */
 };
 
 struct pm_plan {

@@ -59,7 +59,7 @@ pm_room(const struct pool_conf *pc, long process_max,
  */
 static void
 pm_grow(const struct pool_conf *pc, int want, int room, struct pm_state *st,
-    struct pm_plan *plan, const char *reason)
+    int64_t now, struct pm_plan *plan, const char *reason)
 {
 	if (room == 0) {
 		if (!st->at_max) {
@@ -72,6 +72,7 @@ pm_grow(const struct pool_conf *pc, int want, int room, struct pm_state *st,
 	}
 	plan->spawn = min3(want, st->spawn_rate, room);
 	plan->reason = reason;
+	st->last_grow_ms = now;
 	plan->next_ms = PM_FAST_TICK_MS;
 	st->at_max = false;
 	if (st->spawn_rate < pc->max_spawn_rate)
@@ -128,8 +129,13 @@ pm_decide(const struct pool_conf *pc, long process_max,
 		 */
 		if (n->idle > pc->max_spare_servers && n->queue == 0) {
 			st->spawn_rate = 1;
-			/* One a second, as PHP-FPM: no flapping. */
-			if (now - st->last_retire_ms >= PM_TICK_MS) {
+			/*
+			 * One a second, as PHP-FPM, and not within a second
+			 * of growing: a burst's workers may come up before
+			 * the burst's last connections do.  No flapping.
+			 */
+			if (now - st->last_retire_ms >= PM_TICK_MS &&
+			    now - st->last_grow_ms >= PM_TICK_MS) {
 				st->last_retire_ms = now;
 				plan->retire = 1;
 				plan->reason = "more idle than "
@@ -141,7 +147,7 @@ pm_decide(const struct pool_conf *pc, long process_max,
 		if (n->queue > 0 && n->idle == 0 && want < n->queue)
 			want = n->queue;
 		if (want > 0) {
-			pm_grow(pc, want, room, st, plan,
+			pm_grow(pc, want, room, st, now, plan,
 			    ready < pc->min_spare_servers ?
 			    "fewer idle than pm.min_spare_servers" :
 			    "connections wait and no worker is idle");
@@ -158,7 +164,7 @@ pm_decide(const struct pool_conf *pc, long process_max,
 			    "pm.process_idle_timeout";
 		}
 		if (n->queue > ready) {
-			pm_grow(pc, n->queue - ready, room, st, plan,
+			pm_grow(pc, n->queue - ready, room, st, now, plan,
 			    "connections wait and no worker is idle");
 			return;
 		}

@@ -32,7 +32,10 @@ struct pm_case {
 #define C(total, leaving, starting, idle, expired, queue, others) \
 	{ total, leaving, starting, idle, expired, queue, others }
 #define S(rate, at_max, last_retire, started) \
-	{ rate, at_max, last_retire, started }
+	{ rate, at_max, last_retire, started, 0 }
+/* ... and the pool last grew at GROWN. */
+#define SG(rate, at_max, last_retire, started, grown) \
+	{ rate, at_max, last_retire, started, grown }
 
 static const struct pm_case cases[] = {
 	/* static */
@@ -102,6 +105,17 @@ static const struct pm_case cases[] = {
 	{ "dynamic retires at most one a second", PM_DYNAMIC, 10, 2, 4, 0,
 	    32, 0, C(7, 0, 0, 6, 0, 0, 0), S(1, false, 4500, true), 5000,
 	    0, 0, false, false, 1, false },
+	/*
+	 * Regression: a burst's last connections came after its workers
+	 * were up; one was retired 1 ms later and forked again.
+	 */
+	{ "dynamic: no retiring within a second of growing", PM_DYNAMIC, 10,
+	    2, 4, 0, 32, 0, C(10, 0, 0, 5, 0, 0, 0),
+	    SG(1, false, 0, true, 4500), 5000,
+	    0, 0, false, false, 1, false },
+	{ "dynamic retires a second after growing", PM_DYNAMIC, 10, 2, 4, 0,
+	    32, 0, C(10, 0, 0, 5, 0, 0, 0), SG(1, false, 0, true, 4000),
+	    5000, 0, 1, false, false, 1, false },
 	{ "dynamic capped by process.max", PM_DYNAMIC, 10, 2, 4, 0, 32, 6,
 	    C(3, 0, 0, 0, 0, 9, 2), S(8, false, 0, true), 0,
 	    1, 0, false, false, 16, true },
@@ -156,6 +170,11 @@ START_TEST(test_decide)
 	    "%s: next_ms %lld", tc->name, (long long)plan.next_ms);
 	ck_assert(st.started);
 	ck_assert_ptr_nonnull(plan.reason);
+	/* Growing, not starting or replacing, holds retirement off. */
+	if (tc->pm != PM_STATIC && tc->st.started && plan.spawn > 0)
+		ck_assert_int_eq(st.last_grow_ms, tc->now);
+	else
+		ck_assert_int_eq(st.last_grow_ms, tc->st.last_grow_ms);
 }
 END_TEST
 
