@@ -1016,7 +1016,7 @@ def test_abort_request_ends_a_running_request_promptly(start, slow_handler):
         except fc.ConnectionClosed:
             resp = None     # "the server can simply close" (5.4)
         took = time.monotonic() - t0
-    assert took < 2.0, f"abort took {took:.2f}s"
+    assert took < 4.0, f"abort took {took:.2f}s"
     if resp is not None:
         assert resp.protocol_status == fc.REQUEST_COMPLETE
     srv.assert_unharmed(before)
@@ -1178,5 +1178,5 @@ def test_client_closing_while_the_handler_runs_frees_the_worker(
     resp = srv.slow("ms=0", timeout=8)
     took = time.monotonic() - t0
     assert resp.body == f"pid {srv.slow_pid}\n".encode()
-    assert took < 2.0, f"the worker was held {took:.2f}s by a gone client"
+    assert took < 4.0, f"the worker was held {took:.2f}s by a gone client"
     srv.assert_unharmed(before)

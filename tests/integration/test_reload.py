@@ -718,7 +718,7 @@ def test_stop_is_bounded_by_process_control_timeout_quit_term_kill(
         a.conn.close()
         b.conn.close()
     # QUIT at 0, TERM at 1 s, KILL at 2 s; on a busy machine a little more.
-    assert 1.8 <= took < 5.0, took
+    assert 1.8 <= took < 8.0, took
     log = proc.log_text
     for line in (r"received SIGQUIT: finishing in-flight",
                  r"process_control_timeout passed: sending SIGTERM",
