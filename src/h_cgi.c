@@ -57,6 +57,11 @@ struct cgi_worker {
 	const char		*exts;		/* limit_extensions, or NULL */
 	const char		*root;		/* NULL: scripts anywhere */
 	int64_t			 timeout_ms;	/* 0: none */
+	pid_t			 pid;		/* the worker's */
+	int			 devnull;	/* stdin without a body, or -1 */
+	bool			 sigs_known;	/* sigs[] holds ... */
+	int			 nsigs;		/* ... the signals not at */
+	int			 sigs[NSIG];	/* SIG_DFL in this worker */
 	char			 ibuf[CGI_BUF_SIZE];
 	char			 obuf[CGI_BUF_SIZE];
 	char			 head[CGI_HEAD_MAX];
@@ -75,7 +80,7 @@ enum cgi_end {
 	CGI_FAILED	/* a system call failed: logged */
 };
 
-/* What the child reports through its exec pipe when it cannot exec. */
+/* What the child was doing when it could not exec. */
 enum cgi_step {
 	CGI_STEP_SETUP,
 	CGI_STEP_CHDIR,
@@ -91,7 +96,10 @@ struct cgi_run {
 	char			 path[PATH_MAX];	/* realpath: it runs */
 	char			 dir[PATH_MAX];		/* and its directory */
 	pid_t			 pid;		/* also its process group */
-	int			 pidfd;		/* -1: poll by ticks */
+	int			 pidfd;		/* -1: none yet, or poll by ticks */
+	bool			 pidfd_tried;
+	volatile int		 fail_step;	/* the vfork child's, when it */
+	volatile int		 fail_errno;	/* cannot exec; 0: it did */
 	int			 in, out, err;	/* our pipe ends, or -1 */
 	bool			 exited;	/* a zombie until reaped */
 	int64_t			 started_ms;
@@ -225,6 +233,9 @@ cgi_worker_init(const struct fpmd_host *host, struct fpmd_pool *pool,
 	/* check_options accepted it: it parses. */
 	if ((v = host->option(pool, "timeout")) != NULL)
 		(void)parse_duration_ms(v, &cw->timeout_ms);
+	cw->pid = getpid();
+	/* None in a chroot without /dev: then a pipe, as with a body. */
+	cw->devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	*data = cw;
 	return 0;
 }
@@ -232,7 +243,11 @@ cgi_worker_init(const struct fpmd_host *host, struct fpmd_pool *pool,
 static void
 cgi_worker_fini(const struct fpmd_host *host, void *data)
 {
-	free(data);
+	struct cgi_worker	*cw = data;
+
+	if (cw->devnull != -1)
+		close(cw->devnull);
+	free(cw);
 }
 
 static void
@@ -427,21 +442,43 @@ cgi_closefrom(int lowfd)
 }
 
 /*
- * The child between fork and exec: its own process group, default
- * signal dispositions and an empty mask (the worker ignores SIGPIPE and
- * handles SIGQUIT), the pipes on fds 0-2 and no other fd, the script's
- * directory.  FDS are the child's ends: stdin, stdout, stderr and the
- * close-on-exec report pipe, which gets {step, errno} if exec fails.
+ * The worker's signals that are not at SIG_DFL: its handlers, SIGPIPE
+ * ignored.  Looked up once, at the first program: by then the worker has
+ * installed all it ever will (fpmd's worker loop, the crash answer, the
+ * slowlog), and a disposition that went back to SIG_DFL since (SIGTERM's
+ * SA_RESETHAND) only costs the child one useless sigaction(2).  So the
+ * child resets a handful, not all 64 (glibc's posix_spawn asks all).
+ */
+static void
+cgi_signals(struct cgi_worker *cw)
+{
+	struct sigaction	 old;
+	int			 sig;
+
+	for (sig = 1; sig < NSIG; sig++)
+		if (sig != SIGKILL && sig != SIGSTOP &&
+		    sigaction(sig, NULL, &old) == 0 &&
+		    old.sa_handler != SIG_DFL)
+			cw->sigs[cw->nsigs++] = sig;
+	cw->sigs_known = true;
+}
+
+/*
+ * The child between vfork and exec: its own process group, default
+ * signal dispositions and an empty mask, FDS (stdin, stdout, stderr) on
+ * 0-2 and no other fd, the script's directory.  If it cannot exec, it
+ * leaves the step and errno in r->fail_* (vfork: our memory is the
+ * worker's, which reads them once we are gone) and exits.
  */
 static void __attribute__((noreturn))
-cgi_child(struct cgi_run *r, char **env, int fds[4], pid_t parent)
+cgi_child(struct cgi_run *r, char **env, int fds[3])
 {
 	struct sigaction	 sa;
 	sigset_t		 none;
 	char			*argv[2];
-	int			 report[2] = { CGI_STEP_SETUP, 0 };
-	int			 rep = fds[3], sig, i;
+	int			 i;
 
+	r->fail_step = CGI_STEP_SETUP;
 	if (setpgid(0, 0) == -1)
 		goto fail;
 	/*
@@ -453,37 +490,37 @@ cgi_child(struct cgi_run *r, char **env, int fds[4], pid_t parent)
 	r->host->program_group(r->req, getpid());
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1)
 		goto fail;
-	if (getppid() != parent)
+	if (getppid() != r->cw->pid)
 		_exit(127);
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = SIG_DFL;
-	for (sig = 1; sig < NSIG; sig++)
-		if (sig != SIGKILL && sig != SIGSTOP)
-			(void)sigaction(sig, &sa, NULL);
+	for (i = 0; i < r->cw->nsigs; i++)
+		(void)sigaction(r->cw->sigs[i], &sa, NULL);
 	sigemptyset(&none);
 	if (sigprocmask(SIG_SETMASK, &none, NULL) == -1)
 		goto fail;
-	/* Above 3 first, so that no dup2 below lands on an end in use. */
-	for (i = 0; i < 4; i++)
-		if ((fds[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 4)) == -1)
+	/*
+	 * An end on 0-2 (the worker had one of them closed) moves above 2
+	 * first, so that no dup2 lands on an end in use, and dup2(fd, fd)
+	 * never keeps its close-on-exec.
+	 */
+	if (fds[0] < 3 || fds[1] < 3 || fds[2] < 3)
+		for (i = 0; i < 3; i++)
+			if ((fds[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 3)) == -1)
+				goto fail;
+	for (i = 0; i < 3; i++)
+		if (dup2(fds[i], i) == -1)
 			goto fail;
-	rep = fds[3];
-	if (dup2(fds[0], 0) == -1 || dup2(fds[1], 1) == -1 ||
-	    dup2(fds[2], 2) == -1 || dup3(fds[3], 3, O_CLOEXEC) == -1)
-		goto fail;
-	rep = 3;
-	cgi_closefrom(4);
-	report[0] = CGI_STEP_CHDIR;
+	cgi_closefrom(3);
+	r->fail_step = CGI_STEP_CHDIR;
 	if (chdir(r->dir) == -1)
 		goto fail;
-	report[0] = CGI_STEP_EXEC;
+	r->fail_step = CGI_STEP_EXEC;
 	argv[0] = r->path;
 	argv[1] = NULL;
 	execve(r->path, argv, env);
 fail:
-	report[1] = errno;
-	while (write(rep, report, sizeof(report)) == -1 && errno == EINTR)
-		;
+	r->fail_errno = errno != 0 ? errno : EINVAL;
 	_exit(127);
 }
 
@@ -504,6 +541,21 @@ cgi_check_exit(struct cgi_run *r)
 	if (!r->exited && waitid(P_PID, (id_t)r->pid, &si,
 	    WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid == r->pid)
 		r->exited = true;
+}
+
+/*
+ * Its output has ended but it has not exited (or not quite yet): a pidfd
+ * to poll for its exit, opened only now because most programs are gone
+ * by the time their output ends.  Without one (Linux before 5.3) the
+ * relay looks every CGI_TICK_MS.
+ */
+static void
+cgi_watch_exit(struct cgi_run *r)
+{
+	if (r->pidfd == -1 && !r->pidfd_tried) {
+		r->pidfd_tried = true;
+		r->pidfd = cgi_pidfd_open(r->pid);
+	}
 }
 
 /* Reaps the program; returns its wait status. */
@@ -534,11 +586,11 @@ cgi_exit_str(int status, char *buf, size_t len)
  * vfork(2): no copy of the worker's page tables, and no copy-on-write
  * faults in the worker after it.  The child borrows our memory and stack
  * until it execs, so no handler of ours may run in it: every signal stays
- * blocked until cgi_child() has reset them all to SIG_DFL.  Alone in its
- * function, so that nothing of the caller's lives across the vfork.
+ * blocked until cgi_child() has reset the handled ones to SIG_DFL.  Alone
+ * in its function, so that nothing of the caller's lives across the vfork.
  */
 static pid_t __attribute__((noinline))
-cgi_vfork(struct cgi_run *r, char **env, int child[4], pid_t parent)
+cgi_vfork(struct cgi_run *r, char **env, int child[3])
 {
 	sigset_t	 all, saved;
 	pid_t		 pid;
@@ -547,85 +599,88 @@ cgi_vfork(struct cgi_run *r, char **env, int child[4], pid_t parent)
 	sigfillset(&all);
 	(void)sigprocmask(SIG_SETMASK, &all, &saved);
 	if ((pid = vfork()) == 0)
-		cgi_child(r, env, child, parent);
+		cgi_child(r, env, child);
 	e = errno;
 	(void)sigprocmask(SIG_SETMASK, &saved, NULL);
 	errno = e;
 	return pid;
 }
 
+/* Our end of a pipe: it must not block the relay. */
+static int
+cgi_nonblock(int fd)
+{
+	/* A new pipe end has no other status flag to keep. */
+	return fcntl(fd, F_SETFL, O_NONBLOCK);
+}
+
 /*
  * Forks and execs the program.  Returns 0, or the HTTP status to answer
- * with (logged) when it could not start.
+ * with (logged) when it could not start, or -1 after a logged failure.
+ * Its stdin is /dev/null when the body has ended already (a GET): no
+ * pipe to make, fill and close.
  */
 static int
 cgi_spawn(struct cgi_run *r)
 {
 	const struct fpmd_host	*host = r->host;
 	int			 in[2] = { -1, -1 }, out[2] = { -1, -1 };
-	int			 err[2] = { -1, -1 }, rep[2] = { -1, -1 };
-	int			 child[4], report[2], code = 500;
+	int			 err[2] = { -1, -1 };
+	int			 child[3], code = 500;
+	bool			 devnull;
 	char			**env;
-	pid_t			 parent = getpid();
-	ssize_t			 n;
 
 	if ((env = cgi_env(r)) == NULL) {
 		host->log(FPMD_LOG_ERROR, "%s: cannot run it: out of memory",
 		    r->script);
 		return 500;
 	}
-	if (pipe2(in, O_CLOEXEC) == -1 || pipe2(out, O_CLOEXEC) == -1 ||
-	    pipe2(err, O_CLOEXEC) == -1 || pipe2(rep, O_CLOEXEC) == -1) {
+	if (!r->cw->sigs_known)
+		cgi_signals(r->cw);
+	devnull = r->body_done && r->ilen == 0 && r->cw->devnull != -1;
+	if ((!devnull && pipe2(in, O_CLOEXEC) == -1) ||
+	    pipe2(out, O_CLOEXEC) == -1 || pipe2(err, O_CLOEXEC) == -1) {
 		host->log(FPMD_LOG_ERROR, "%s: cannot run it: pipe: %s",
 		    r->script, strerror(errno));
 		goto fail;
 	}
-	child[0] = in[0];
+	child[0] = devnull ? r->cw->devnull : in[0];
 	child[1] = out[1];
 	child[2] = err[1];
-	child[3] = rep[1];
-	if ((r->pid = cgi_vfork(r, env, child, parent)) == -1) {
+	r->fail_errno = 0;
+	/* Back here once it has exec'd or exited: it set its group first. */
+	if ((r->pid = cgi_vfork(r, env, child)) == -1) {
 		host->log(FPMD_LOG_ERROR, "%s: cannot run it: vfork: %s",
 		    r->script, strerror(errno));
 		goto fail;
 	}
-	/* Both sides set the group, so that a killpg() never misses it. */
-	(void)setpgid(r->pid, r->pid);
 	r->started_ms = now_ms();
 	free(env);
 	env = NULL;
 	cgi_close(&in[0]);
 	cgi_close(&out[1]);
 	cgi_close(&err[1]);
-	cgi_close(&rep[1]);
-	/* Until the child has exec'd (EOF) or reports why it could not. */
-	while ((n = read(rep[0], report, sizeof(report))) == -1 &&
-	    errno == EINTR)
-		;
-	cgi_close(&rep[0]);
-	if (n == (ssize_t)sizeof(report)) {
+	if (r->fail_errno != 0) {
 		host->log(FPMD_LOG_WARNING, "%s: cannot %s %s: %s%s",
-		    r->script, report[0] == CGI_STEP_CHDIR ? "chdir to" :
-		    report[0] == CGI_STEP_EXEC ? "execute" : "prepare to run",
-		    report[0] == CGI_STEP_CHDIR ? r->dir : r->path,
-		    strerror(report[1]), report[0] == CGI_STEP_EXEC &&
-		    report[1] == ENOENT ? " (is its #! interpreter "
-		    "installed?)" : "");
-		code = report[1] == EACCES ? 403 : 500;
+		    r->script, r->fail_step == CGI_STEP_CHDIR ? "chdir to" :
+		    r->fail_step == CGI_STEP_EXEC ? "execute" :
+		    "prepare to run", r->fail_step == CGI_STEP_CHDIR ?
+		    r->dir : r->path, strerror(r->fail_errno),
+		    r->fail_step == CGI_STEP_EXEC && r->fail_errno == ENOENT ?
+		    " (is its #! interpreter installed?)" : "");
+		code = r->fail_errno == EACCES ? 403 : 500;
 		(void)cgi_reap(r);
 		goto fail;
 	}
 	r->in = in[1];
 	r->out = out[0];
 	r->err = err[0];
-	if (fd_set_flags(r->in, true) == -1 ||
-	    fd_set_flags(r->out, true) == -1 ||
-	    fd_set_flags(r->err, true) == -1) {
+	if ((r->in != -1 && cgi_nonblock(r->in) == -1) ||
+	    cgi_nonblock(r->out) == -1 || cgi_nonblock(r->err) == -1) {
 		host->log(FPMD_LOG_ERROR, "%s: fcntl: %s", r->script,
 		    strerror(errno));
 		return -1;
 	}
-	r->pidfd = cgi_pidfd_open(r->pid);
 	return 0;
 fail:
 	free(env);
@@ -635,9 +690,34 @@ fail:
 	cgi_close(&out[1]);
 	cgi_close(&err[0]);
 	cgi_close(&err[1]);
-	cgi_close(&rep[0]);
-	cgi_close(&rep[1]);
 	return code;
+}
+
+/*
+ * Takes what the client has sent of the body into ibuf, without waiting:
+ * CGI_GONE, or CGI_RUNNING with ilen bytes there, body_done at its end,
+ * or conn_wait when the client owes more.
+ */
+static enum cgi_end
+cgi_body_read(struct cgi_run *r)
+{
+	ssize_t	 n;
+
+	n = r->host->read_stdin_nowait(r->req, r->cw->ibuf,
+	    sizeof(r->cw->ibuf));
+	if (n == -1)
+		return CGI_GONE;
+	if (n == -2) {
+		/* The stall clock runs only while the client owes. */
+		r->conn_wait = true;
+		r->wait_ms = now_ms();
+		return CGI_RUNNING;
+	}
+	r->ipos = 0;
+	r->ilen = (size_t)n;
+	if (n == 0)
+		r->body_done = true;
+	return CGI_RUNNING;
 }
 
 /*
@@ -672,20 +752,10 @@ cgi_body(struct cgi_run *r)
 		}
 		if (r->conn_wait)
 			return CGI_RUNNING;
-		n = r->host->read_stdin_nowait(r->req, r->cw->ibuf,
-		    sizeof(r->cw->ibuf));
-		if (n == -1)
+		if (cgi_body_read(r) == CGI_GONE)
 			return CGI_GONE;
-		if (n == -2) {
-			/* The stall clock runs only while the client owes. */
-			r->conn_wait = true;
-			r->wait_ms = now_ms();
+		if (r->conn_wait)
 			return CGI_RUNNING;
-		}
-		r->ipos = 0;
-		r->ilen = (size_t)n;
-		if (n == 0)
-			r->body_done = true;
 	}
 }
 
@@ -1055,10 +1125,12 @@ cgi_relay(struct cgi_run *r)
 			return end;
 		if (!cgi_holding(r) && (end = cgi_unspool(r)) != CGI_RUNNING)
 			return end;
-		if (r->pidfd == -1)
+		if (r->out == -1 && r->err == -1) {
 			cgi_check_exit(r);
-		if (r->out == -1 && r->err == -1 && r->exited)
-			return CGI_EXITED;
+			if (r->exited)
+				return CGI_EXITED;
+			cgi_watch_exit(r);
+		}
 		now = now_ms();
 		if (r->cw->timeout_ms > 0 &&
 		    now >= r->started_ms + r->cw->timeout_ms)
@@ -1130,8 +1202,11 @@ static void
 cgi_kill(struct cgi_run *r)
 {
 	int64_t		 until = now_ms() + CGI_GRACE_MS, left;
-	struct pollfd	 pfd = { .fd = r->pidfd, .events = POLLIN };
+	struct pollfd	 pfd;
 
+	cgi_watch_exit(r);
+	pfd.fd = r->pidfd;
+	pfd.events = POLLIN;
 	(void)killpg(r->pid, SIGTERM);
 	for (;;) {
 		cgi_check_exit(r);
@@ -1248,7 +1323,15 @@ cgi_handle(const struct fpmd_host *host, struct fpmd_request *req,
 		    "handler runs RESPONDER and AUTHORIZER requests only");
 		return cgi_answer(&r, "501 Not Implemented");
 	}
-	if ((code = cgi_resolve(&r)) != 0 || (code = cgi_spawn(&r)) > 0)
+	if ((code = cgi_resolve(&r)) != 0)
+		return cgi_answer(&r, cgi_status_text(code));
+	/* What has come of the body: none at all (a GET) needs no pipe. */
+	if (cgi_body_read(&r) == CGI_GONE) {
+		host->log(FPMD_LOG_NOTICE, "%s: the client went away before "
+		    "it started", r.script);
+		return -1;
+	}
+	if ((code = cgi_spawn(&r)) > 0)
 		return cgi_answer(&r, cgi_status_text(code));
 	end = code == -1 ? CGI_FAILED : cgi_relay(&r);
 	if (end != CGI_EXITED)

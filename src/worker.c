@@ -190,6 +190,8 @@ worker_on_quit(int sig)
  * raise() kills the worker with the signal, as if it had none.
  */
 static struct sb_slot		*term_slot;
+/* The worker's process group, the master's: never a program's. */
+static pid_t			 own_pgrp;
 
 static void
 worker_on_term(int sig)
@@ -940,7 +942,7 @@ worker_program_group(struct fpmd_request *r, pid_t pgid)
 	 * Never the worker's own group, which is the master's: a handler
 	 * that forgot setpgid() would have the master kill itself.
 	 */
-	if (pgid < 0 || (pgid > 0 && pgid == getpgid(s->pid)))
+	if (pgid < 0 || (pgid > 0 && pgid == own_pgrp))
 		pgid = 0;
 	sb_slot_begin(s);
 	/* Atomic: worker_on_term() reads it without the sequence count. */
@@ -1233,6 +1235,7 @@ worker_run(struct worker_ctx *w)
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGQUIT, &sa, NULL);
 	term_slot = w->slot;
+	own_pgrp = getpgrp();
 	sa.sa_handler = worker_on_term;
 	sa.sa_flags = SA_RESETHAND;
 	sigaction(SIGTERM, &sa, NULL);

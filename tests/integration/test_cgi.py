@@ -87,13 +87,16 @@ done < /proc/$$/status
 FDS_PY = """#!/usr/bin/python3
 import os
 import stat
+null = os.stat("/dev/null")
 fds = []
 for fd in range(1024):
     try:
         st = os.fstat(fd)
     except OSError:
         continue
-    fds.append(f"{fd}:{'pipe' if stat.S_ISFIFO(st.st_mode) else 'other'}")
+    kind = ("pipe" if stat.S_ISFIFO(st.st_mode) else
+            "null" if os.path.samestat(st, null) else "other")
+    fds.append(f"{fd}:{kind}")
 print("Content-Type: text/plain\\n")
 print("fds=" + " ".join(fds))
 """
@@ -358,7 +361,12 @@ def test_program_has_its_own_group_clean_signals_and_fds_0_to_2(
     assert info["pgrp"] == info["pid"]
     assert int(info["SigBlk"], 16) == 0      # the worker blocks SIGQUIT
     assert int(info["SigIgn"], 16) == 0      # ... and ignores SIGPIPE
-    resp = run(ep, write_script(cgidir, "fds.py", FDS_PY))
+    fds = write_script(cgidir, "fds.py", FDS_PY)
+    # Without a body (a GET) stdin is /dev/null; with one, a pipe.
+    resp = run(ep, fds)
+    assert resp.body.decode().strip() == "fds=0:null 1:pipe 2:pipe"
+    resp = run(ep, fds, {"REQUEST_METHOD": "POST", "CONTENT_LENGTH": "2"},
+               b"hi")
     assert resp.body.decode().strip() == "fds=0:pipe 1:pipe 2:pipe"
 
 
@@ -482,6 +490,33 @@ def test_failing_program_costs_a_response_never_the_worker(
         assert resp.protocol_status == fc.REQUEST_COMPLETE
         assert resp.status == status, resp.stdout
     proc.wait_log("(?m)" + re.escape(str(script)) + " " + logged,
+                  since=mark)
+    assert proc.worker_pids() == workers
+    assert_no_zombies(proc)
+
+
+# Closes its output, then lives on a while and fails: the response waits
+# for its exit, which the worker learns only then.
+LINGER_SH = """#!/bin/sh
+printf 'Content-Type: text/plain\\n\\nbye\\n'
+exec >&- 2>&-
+sleep 0.5
+exit 3
+"""
+
+
+def test_program_that_closes_its_output_is_awaited_until_it_exits(
+        fpmd, endpoint, cgidir):
+    script = write_script(cgidir, "linger.cgi", LINGER_SH)
+    proc, ep = cgi_pool(fpmd, endpoint)
+    workers = proc.wait_workers(2)
+    mark = proc.log_mark()
+    t0 = time.monotonic()
+    resp = run(ep, script)
+    took = time.monotonic() - t0
+    assert (resp.status, resp.body) == (200, b"bye\n")
+    assert took >= 0.5, f"answered {took:.2f}s in, before the exit"
+    proc.wait_log("(?m)" + re.escape(str(script)) + " exited with code 3$",
                   since=mark)
     assert proc.worker_pids() == workers
     assert_no_zombies(proc)
@@ -711,6 +746,9 @@ def refusals(cgidir):
     (root / "escape.cgi").symlink_to("../outside/out.cgi")
     (root / "alias.cgi").symlink_to("ok.cgi")
     (root / "dir.cgi").mkdir()
+    # Refused by execve(2) itself, in the child: what it reports back.
+    write_script(root, "nointerp.cgi", "#!/no/such/interpreter\n")
+    write_script(root, "badinterp.cgi", "#!/etc/passwd\n")
     return root
 
 
@@ -728,6 +766,11 @@ REFUSALS = [
     ("escape.cgi", 403, r"refused \(403\): it is \S+/outside/out.cgi, "
                         r"outside root \S+/root$"),
     ("relative.cgi", 403, r"refused \(403\): not an absolute path"),
+    ("nointerp.cgi", 500, r"cannot execute \S+/root/nointerp.cgi: No such "
+                          r"file or directory \(is its #! interpreter "
+                          r"installed\?\)"),
+    ("badinterp.cgi", 403, r"cannot execute \S+/root/badinterp.cgi: "
+                           r"Permission denied$"),
     (None, 500, r"the request has no SCRIPT_FILENAME"),
 ]
 
