@@ -1000,8 +1000,21 @@ echo "cwd=$(pwd)"
 echo "stdin=$(sha256sum | cut -d' ' -f1)"
 """
 
+# Writes its page in three pieces, 0.3 s apart: a slow, streaming one.
+SLOW_STREAM_SH = """#!/bin/sh
+printf 'Content-Type: text/plain\\n\\n'
+for piece in first second third; do
+    echo "$piece"
+    [ "$piece" = third ] || sleep 0.3
+done
+"""
+
 # (method, path, body, request headers, compare bodies?)
 SAME_ANSWERS = [
+    # A big upload the program reads whole (its sha256 is on the page).
+    ("POST", "/env.cgi", os.urandom(16 * 1024 * 1024),
+     {"Content-Type": "application/octet-stream"}, True),
+    ("GET", "/slow.cgi", None, {}, True),
     ("GET", "/env.cgi?a=1&b=two", None, {"X-Test": "yes"}, True),
     ("POST", "/env.cgi", os.urandom(32 * 1024),
      {"Content-Type": "application/octet-stream"}, True),
@@ -1027,7 +1040,8 @@ def test_same_answers_as_fcgiwrap_behind_the_same_nginx(
     for name, text in [("env.cgi", ENV_SUBSET_SH), ("headers.cgi",
                        HEADERS_SH), ("crash.cgi", CRASH_SH),
                        ("stderr.cgi", STDERR_SH), ("binary.py", BINARY_PY),
-                       ("hello.pl", HELLO["hello.pl"])]:
+                       ("hello.pl", HELLO["hello.pl"]),
+                       ("slow.cgi", SLOW_STREAM_SH)]:
         write_script(cgidir, name, text)
     write_script(cgidir, "noexec.cgi", ENV_SUBSET_SH, mode=0o644)
     proc, ep = cgi_pool(fpmd, endpoint)
