@@ -895,6 +895,10 @@ def test_openmetrics_parsed_by_prometheus_client(fpmd, endpoint):
     proc.wait_workers(2)
     for i in range(4):
         echo_request(ep.client, params_for("/echo", f"i={i}"))
+    # The last worker is Idle again just after its client has the answer:
+    # wait for it rather than race it (CI caught active = 1 here).
+    wait_status(port, lambda p: p["active processes"] == 0,
+                "every worker Idle after the requests")
     fam = openmetrics(get(("127.0.0.1", port), "openmetrics").body)
     for name, f in fam.items():
         assert name.startswith("fpmd_"), name
