@@ -5,8 +5,9 @@
  *
  * Per request: check the script (an absolute path, one of
  * limit_extensions, under root after realpath(3), a regular executable
- * file), fork a child in its own process group with fds 0-2 on pipes and
- * nothing else open, then one poll(2) loop passes the request body to the
+ * file), vfork a child in its own process group with stdout and stderr on
+ * pipes, stdin on a pipe (or /dev/null without a body) and nothing else
+ * open, then one poll(2) loop passes the request body to the
  * program while its stdout goes to the client and its stderr to the error
  * log, line by line.  The program is reaped before the request ends.
  *
@@ -59,9 +60,8 @@ struct cgi_worker {
 	int64_t			 timeout_ms;	/* 0: none */
 	pid_t			 pid;		/* the worker's */
 	int			 devnull;	/* stdin without a body, or -1 */
-	bool			 sigs_known;	/* sigs[] holds ... */
-	int			 nsigs;		/* ... the signals not at */
-	int			 sigs[NSIG];	/* SIG_DFL in this worker */
+	int			 nsigs;		/* -1 until sigs[] holds */
+	int			 sigs[NSIG];	/* the signals not at SIG_DFL */
 	char			 ibuf[CGI_BUF_SIZE];
 	char			 obuf[CGI_BUF_SIZE];
 	char			 head[CGI_HEAD_MAX];
@@ -234,6 +234,7 @@ cgi_worker_init(const struct fpmd_host *host, struct fpmd_pool *pool,
 	if ((v = host->option(pool, "timeout")) != NULL)
 		(void)parse_duration_ms(v, &cw->timeout_ms);
 	cw->pid = getpid();
+	cw->nsigs = -1;
 	/* None in a chroot without /dev: then a pipe, as with a body. */
 	cw->devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	*data = cw;
@@ -455,12 +456,12 @@ cgi_signals(struct cgi_worker *cw)
 	struct sigaction	 old;
 	int			 sig;
 
+	cw->nsigs = 0;
 	for (sig = 1; sig < NSIG; sig++)
 		if (sig != SIGKILL && sig != SIGSTOP &&
 		    sigaction(sig, NULL, &old) == 0 &&
 		    old.sa_handler != SIG_DFL)
 			cw->sigs[cw->nsigs++] = sig;
-	cw->sigs_known = true;
 }
 
 /*
@@ -552,7 +553,7 @@ cgi_check_exit(struct cgi_run *r)
 static void
 cgi_watch_exit(struct cgi_run *r)
 {
-	if (r->pidfd == -1 && !r->pidfd_tried) {
+	if (r->pidfd == -1 && !r->pidfd_tried && !r->exited) {
 		r->pidfd_tried = true;
 		r->pidfd = cgi_pidfd_open(r->pid);
 	}
@@ -635,7 +636,7 @@ cgi_spawn(struct cgi_run *r)
 		    r->script);
 		return 500;
 	}
-	if (!r->cw->sigs_known)
+	if (r->cw->nsigs == -1)
 		cgi_signals(r->cw);
 	devnull = r->body_done && r->ilen == 0 && r->cw->devnull != -1;
 	if ((!devnull && pipe2(in, O_CLOEXEC) == -1) ||

@@ -190,8 +190,6 @@ worker_on_quit(int sig)
  * raise() kills the worker with the signal, as if it had none.
  */
 static struct sb_slot		*term_slot;
-/* The worker's process group, the master's: never a program's. */
-static pid_t			 own_pgrp;
 
 static void
 worker_on_term(int sig)
@@ -932,6 +930,9 @@ worker_slot_state(struct worker_ctx *w, enum sb_state st)
 	}
 	sb_slot_end(w->slot);
 }
+
+/* The worker's process group, the master's: never a program's. */
+static pid_t			 own_pgrp;
 
 void
 worker_program_group(struct fpmd_request *r, pid_t pgid)

@@ -31,11 +31,11 @@ struct pm_case {
 
 #define C(total, leaving, starting, idle, expired, queue, others) \
 	{ total, leaving, starting, idle, expired, queue, others }
-#define S(rate, at_max, last_retire, started) \
-	{ rate, at_max, last_retire, started, 0 }
-/* ... and the pool last grew at GROWN. */
+/* The state; the pool last grew at GROWN (0 in S: long ago). */
 #define SG(rate, at_max, last_retire, started, grown) \
 	{ rate, at_max, last_retire, started, grown }
+#define S(rate, at_max, last_retire, started) \
+	SG(rate, at_max, last_retire, started, 0)
 
 static const struct pm_case cases[] = {
 	/* static */
